@@ -1,0 +1,147 @@
+"""A backend for any OpenAI-compatible chat-completions server: vLLM, LMDeploy, llama.cpp's server, Ollama,
+TGI, OpenAI itself and fncall's own LLM service, through the official `openai` SDK."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx2
+import openai
+from openai.resources.chat.completions import AsyncCompletions
+
+from fncall.errors import LLMError, LLMUnavailableError, OverloadedError
+from fncall.formats.openai import ChunkDecoder, MaxTokensField, from_canonical, response_to_completion
+from fncall.llms.base import BaseLLM
+from fncall.types import Completion, GenerationParams, Message, StreamEvent, ToolChoice, ToolSpec
+
+PLACEHOLDER_API_KEY = "not-needed"
+
+# Body fields the SDK takes as keyword arguments; anything else (fncall's extensions) goes in `extra_body`.
+_SDK_ARGUMENTS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self", "extra_body"}
+
+
+class OpenAICompatible(BaseLLM):
+    """An LLM behind an OpenAI-compatible `/v1/chat/completions` endpoint.
+
+    Connection errors, timeouts, 408/409/429 and 5xx answers are retried `max_retries` times with exponential
+    backoff (the SDK's retry loop: 0.5 s doubling up to 8 s, honouring Retry-After). A server that stays
+    unreachable raises LLMUnavailableError naming the URL; a 429 that outlasts the retries raises
+    OverloadedError; any other error answer raises LLMError with the server's message.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 60.0,
+        max_retries: int = 3,
+        max_tokens_field: MaxTokensField = "max_tokens",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_retries = max_retries
+        self.max_tokens_field: MaxTokensField = max_tokens_field
+        self._client = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_API_KEY,
+            timeout=timeout_s,
+            max_retries=max_retries,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatible(base_url={self.base_url!r}, model={self.model!r})"
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        params: GenerationParams | None = None,
+    ) -> Completion:
+        arguments = self._create_arguments(messages, tools, tool_choice, params)
+        try:
+            response = await self._client.chat.completions.create(**arguments)
+        except (openai.OpenAIError, httpx2.TransportError) as error:
+            raise self._translate(error) from error
+        return response_to_completion(response)
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        params: GenerationParams | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        arguments = self._create_arguments(messages, tools, tool_choice, params)
+        arguments.update(stream=True, stream_options={"include_usage": True})
+        decoder = ChunkDecoder()
+        try:
+            chunks = await self._client.chat.completions.create(**arguments)
+            async with chunks:
+                async for chunk in chunks:
+                    for event in decoder.decode(chunk):
+                        yield event
+        except (openai.OpenAIError, httpx2.TransportError) as error:
+            raise self._translate(error) from error
+        for event in decoder.finish():
+            yield event
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    def _create_arguments(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        tool_choice: ToolChoice,
+        params: GenerationParams | None,
+    ) -> dict[str, Any]:
+        body = from_canonical(
+            messages, tools, tool_choice, params, self.model, max_tokens_field=self.max_tokens_field
+        )
+        arguments = {key: value for key, value in body.items() if key in _SDK_ARGUMENTS}
+        extra = {key: value for key, value in body.items() if key not in _SDK_ARGUMENTS}
+        if extra:
+            arguments["extra_body"] = extra
+        return arguments
+
+    def _translate(self, error: Exception) -> LLMError:
+        if isinstance(error, LLMError):
+            return error
+        if isinstance(error, openai.APIConnectionError | httpx2.TransportError):
+            return LLMUnavailableError(
+                f"Could not reach the LLM server at {self.base_url} after {self.max_retries} retries "
+                f"({error}). Check that it is running and that the URL is right."
+            )
+        if isinstance(error, openai.APIStatusError):
+            message = (
+                f"The LLM server at {self.base_url} answered {error.status_code}: {_server_message(error)}"
+            )
+            if error.status_code == 429:
+                return OverloadedError(message, retry_after=_retry_after(error))
+            return LLMError(message)
+        return LLMError(f"The LLM server at {self.base_url} failed: {error}")
+
+
+def _server_message(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if body.get("message"):
+            return str(body["message"])
+    return error.message
+
+
+def _retry_after(error: openai.APIStatusError) -> float:
+    try:
+        return float(error.response.headers.get("retry-after", 1.0))
+    except ValueError:
+        return 1.0
