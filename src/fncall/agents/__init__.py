@@ -1,10 +1,12 @@
 """Function-calling agents: an agent is data (`Agent`), the loop that runs it is `Runner`."""
 
 from fncall.agents.agent import Agent
-from fncall.agents.exchange import (
+from fncall.agents.assistants import (
     EXCHANGE_DEFAULT_QUERY,
     EXCHANGE_SYSTEM_PROMPT,
+    assistant_for,
     exchange_assistant,
+    general_assistant,
     stock_assistant,
 )
 from fncall.agents.result import Outcome, RunResult, Step, StepPurpose
@@ -24,7 +26,9 @@ __all__ = [
     "Runner",
     "Step",
     "StepPurpose",
+    "assistant_for",
     "exchange_assistant",
+    "general_assistant",
     "run",
     "run_sync",
     "stock_assistant",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fncall.agents.agent import Agent
+from fncall.errors import ConfigError
 from fncall.llms.base import LLM
 from fncall.tools.builtin import builtin_registry
 
@@ -50,3 +52,36 @@ def stock_assistant(llm: LLM, **settings: Any) -> Agent:
         tools=builtin_registry(["get_current_stock_price", "get_company_news"]),
         **settings,
     )
+
+
+GENERAL_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Use the available functions when the question needs them, and answer from "
+    "what they return. If no function fits, answer directly."
+)
+
+
+def general_assistant(llm: LLM, **settings: Any) -> Agent:
+    """An assistant offered every built-in tool."""
+    return Agent(
+        name="assistant",
+        instructions=GENERAL_SYSTEM_PROMPT,
+        llm=llm,
+        tools=builtin_registry(),
+        **settings,
+    )
+
+
+ASSISTANTS: dict[str, Callable[..., Agent]] = {
+    "exchange": exchange_assistant,
+    "stock": stock_assistant,
+    "all": general_assistant,
+}
+
+
+def assistant_for(name: str, llm: LLM, **settings: Any) -> Agent:
+    """A ready agent by name (`exchange`, `stock`, `all`), for the CLI and the service."""
+    try:
+        factory = ASSISTANTS[name]
+    except KeyError:
+        raise ConfigError(f"unknown assistant {name!r}; choose one of {', '.join(ASSISTANTS)}") from None
+    return factory(llm, **settings)
