@@ -30,7 +30,7 @@ models_app = typer.Typer(
 app.add_typer(tools_app, name="tools")
 app.add_typer(models_app, name="models")
 
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_LLM = os.environ.get("FNCALL_LLM", "local:")
