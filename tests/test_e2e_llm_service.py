@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 
 import anthropic
+import jsonschema
 import openai
 import pytest
 
@@ -212,3 +213,20 @@ def test_anthropic_sdk_gets_a_tool_use_block(base_url: str) -> None:
         final = stream.get_final_message()
     assert json.loads(partial) == SEED_ARGUMENTS
     assert final.stop_reason == "tool_use"
+
+
+def test_response_format_json_schema_gives_valid_json(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    reply = client.chat.completions.create(
+        model="m",
+        messages=_user("Give the capital of France and its population as JSON."),
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+        max_tokens=80,
+    )
+    value = json.loads(reply.choices[0].message.content)
+    jsonschema.validate(value, schema)
