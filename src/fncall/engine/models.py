@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from fncall import paths
 from fncall.errors import ConfigError, FncallError
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 DEFAULT_FETCH = ("qwen2.5-coder-0.5b", "smollm2-135m")
 """What `make model` / `fncall models fetch` get with no alias: the default and the tiny test model."""
-DATA_DIR_ENV = "FNCALL_DATA_DIR"
 _CHUNK_BYTES = 4 * 1024 * 1024
 
 
@@ -107,9 +107,8 @@ MODELS: dict[str, ModelSource] = {
 
 
 def data_dir() -> Path:
-    """Where fetched models live: `$FNCALL_DATA_DIR`, else `~/.cache/fncall/models`."""
-    configured = os.environ.get(DATA_DIR_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "fncall" / "models"
+    """Where fetched models live: the `models` folder of fncall's data directory."""
+    return paths.data_dir() / "models"
 
 
 def model_path(source: ModelSource, directory: Path | None = None) -> Path:

@@ -24,19 +24,16 @@ from fncall.memory.recorder import (
 from fncall.memory.records import Conversation, Interaction, Page, Trace
 from fncall.memory.schema_version import CURRENT_SCHEMA_VERSION
 from fncall.memory.store import (
-    DATA_DIR_ENV,
     DATABASE_URL_ENV,
     INTERRUPTED_ERROR,
     MemoryStore,
     TraceContent,
-    default_data_dir,
     default_database_url,
 )
 
 __all__ = [
     "CURRENT_SCHEMA_VERSION",
     "DATABASE_URL_ENV",
-    "DATA_DIR_ENV",
     "INTERRUPTED_ERROR",
     "LLM_ORIGIN",
     "Conversation",
@@ -54,7 +51,6 @@ __all__ = [
     "Trace",
     "TraceContent",
     "TraceRecorder",
-    "default_data_dir",
     "default_database_url",
     "record_run",
 ]

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from fncall import paths
 from fncall.errors import ConfigError, InvalidRequestError
 from fncall.memory.errors import InteractionStateError, MemoryNotFoundError, MemoryStoreError
 from fncall.memory.models import ConversationRow, InteractionRow, TraceRow, utc_now
@@ -37,7 +38,6 @@ from fncall.memory.records import Conversation, Interaction, Page, Trace
 from fncall.memory.schema_version import ensure_schema
 from fncall.types import Message, Usage
 
-DATA_DIR_ENV = "FNCALL_DATA_DIR"
 DATABASE_URL_ENV = "FNCALL_DATABASE_URL"
 DATABASE_FILE_NAME = "fncall.db"
 DEFAULT_BUSY_TIMEOUT_S = 30.0
@@ -59,18 +59,12 @@ _ASYNC_DRIVERS = {
 }
 
 
-def default_data_dir() -> Path:
-    """Where fncall keeps its data: `$FNCALL_DATA_DIR`, else `~/.local/share/fncall`."""
-    configured = os.environ.get(DATA_DIR_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".local" / "share" / "fncall"
-
-
 def default_database_url() -> str:
     """`$FNCALL_DATABASE_URL` when set, else the SQLite file `fncall.db` in the data directory."""
     configured = os.environ.get(DATABASE_URL_ENV)
     if configured:
         return configured
-    return f"sqlite+aiosqlite:///{default_data_dir() / DATABASE_FILE_NAME}"
+    return f"sqlite+aiosqlite:///{paths.data_dir() / DATABASE_FILE_NAME}"
 
 
 class MemoryStore:
