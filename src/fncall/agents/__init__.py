@@ -9,16 +9,45 @@ from fncall.agents.assistants import (
     general_assistant,
     stock_assistant,
 )
+from fncall.agents.flow import (
+    FlowAgent,
+    FlowRunner,
+    FlowRunResult,
+    FlowRunStream,
+    FlowStep,
+    run_flow,
+    stream_flow,
+)
+from fncall.agents.http_tool import http_tool
+from fncall.agents.react import ReactRunner, run_react, stream_react
 from fncall.agents.result import Outcome, RunResult, Step, StepPurpose
 from fncall.agents.runner import RunInput, Runner, RunStream, run, run_sync, stream
+from fncall.agents.spec import (
+    AgentSpec,
+    AgentSpecError,
+    BuiltAgent,
+    build_agent,
+    load_agent_spec,
+    run_spec,
+    stream_spec,
+)
 from fncall.agents.state import LLMRequest, RunState
 
 __all__ = [
     "EXCHANGE_DEFAULT_QUERY",
     "EXCHANGE_SYSTEM_PROMPT",
     "Agent",
+    "AgentSpec",
+    "AgentSpecError",
+    "BuiltAgent",
+    "FlowAgent",
+    "FlowRunResult",
+    "FlowRunStream",
+    "FlowRunner",
+    "FlowStep",
     "LLMRequest",
     "Outcome",
+    "ReactRunner",
     "RunInput",
     "RunResult",
     "RunState",
@@ -27,10 +56,19 @@ __all__ = [
     "Step",
     "StepPurpose",
     "assistant_for",
+    "build_agent",
     "exchange_assistant",
     "general_assistant",
+    "http_tool",
+    "load_agent_spec",
     "run",
+    "run_flow",
+    "run_react",
+    "run_spec",
     "run_sync",
     "stock_assistant",
     "stream",
+    "stream_flow",
+    "stream_react",
+    "stream_spec",
 ]
