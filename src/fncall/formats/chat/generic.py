@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from fncall.formats.chat.base import CallLayout, ChatFormat, StreamParser
+from fncall.formats.chat.base import CallLayout
 from fncall.formats.chat.hermes import CHATML_TEMPLATE, HERMES_RULES
-from fncall.formats.chat.prompt import ToolPrompt, builtin_template, render_prompt, result_text
-from fncall.formats.chat.scanner import CallScanner
-from fncall.formats.chat.template import ChatTemplate
+from fncall.formats.chat.prompt import PromptedFormat, ToolPrompt, result_text
 from fncall.types import Message, ToolSpec
 
 _LAYOUT = CallLayout(
@@ -51,32 +49,12 @@ def _render_result(message: Message) -> str:
 _PROMPT = ToolPrompt(describe_tools=_describe_tools, layout=_LAYOUT, render_result=_render_result)
 
 
-class GenericFormat(ChatFormat):
+class GenericFormat(PromptedFormat):
     """Tools described in the system prompt of any template; calls parsed like Hermes."""
 
     name = "generic"
     triggers = ("<tool_call>", "```json", "```\n{", "{")
-
-    def render(
-        self,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        *,
-        template: ChatTemplate | None,
-        add_generation_prompt: bool = True,
-    ) -> str:
-        return render_prompt(
-            messages,
-            tools,
-            template=template,
-            fallback=builtin_template(CHATML_TEMPLATE),
-            prompt=_PROMPT,
-            native=False,
-            add_generation_prompt=add_generation_prompt,
-        )
-
-    def stream_parser(self, tools: Sequence[ToolSpec], *, reasoning_open: bool = False) -> StreamParser:
-        return CallScanner(HERMES_RULES, tools, reasoning_open=reasoning_open)
-
-    def call_layout(self) -> CallLayout:
-        return _LAYOUT
+    prompt = _PROMPT
+    rules = HERMES_RULES
+    fallback_source = CHATML_TEMPLATE
+    native = False

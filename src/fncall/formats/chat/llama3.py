@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from fncall.formats.chat.base import CallLayout, ChatFormat, StreamParser
-from fncall.formats.chat.prompt import ToolPrompt, builtin_template, render_prompt, result_text
-from fncall.formats.chat.scanner import CallScanner, ScanRules
-from fncall.formats.chat.template import ChatTemplate, template_tools
+from fncall.formats.chat.base import CallLayout
+from fncall.formats.chat.prompt import PromptedFormat, ToolPrompt, result_text
+from fncall.formats.chat.scanner import ScanRules
+from fncall.formats.chat.template import template_tools
 from fncall.types import Message, ToolSpec
 
 LLAMA3_TEMPLATE = (
@@ -54,32 +54,11 @@ def _render_result(message: Message) -> str:
 _PROMPT = ToolPrompt(describe_tools=_describe_tools, layout=_LAYOUT, render_result=_render_result)
 
 
-class Llama3Format(ChatFormat):
+class Llama3Format(PromptedFormat):
     """Llama 3.x JSON tool calls."""
 
     name = "llama3"
     triggers = ("<|python_tag|>", "{", "```json", "```\n{")
-
-    def render(
-        self,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        *,
-        template: ChatTemplate | None,
-        add_generation_prompt: bool = True,
-    ) -> str:
-        return render_prompt(
-            messages,
-            tools,
-            template=template,
-            fallback=builtin_template(LLAMA3_TEMPLATE),
-            prompt=_PROMPT,
-            native=True,
-            add_generation_prompt=add_generation_prompt,
-        )
-
-    def stream_parser(self, tools: Sequence[ToolSpec], *, reasoning_open: bool = False) -> StreamParser:
-        return CallScanner(_RULES, tools, reasoning_open=reasoning_open)
-
-    def call_layout(self) -> CallLayout:
-        return _LAYOUT
+    prompt = _PROMPT
+    rules = _RULES
+    fallback_source = LLAMA3_TEMPLATE

@@ -11,10 +11,10 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-from fncall.formats.chat.base import CallLayout, ChatFormat, StreamParser
-from fncall.formats.chat.prompt import ToolPrompt, builtin_template, render_prompt, result_text
-from fncall.formats.chat.scanner import CallScanner, ScanRules
-from fncall.formats.chat.template import ChatTemplate, template_tools
+from fncall.formats.chat.base import CallLayout
+from fncall.formats.chat.prompt import PromptedFormat, ToolPrompt, result_text
+from fncall.formats.chat.scanner import ScanRules
+from fncall.formats.chat.template import template_tools
 from fncall.types import Message, ToolSpec
 
 MISTRAL_TEMPLATE = (
@@ -68,33 +68,16 @@ def _with_mistral_ids(message: Message) -> Message:
     return message
 
 
-class MistralFormat(ChatFormat):
+class MistralFormat(PromptedFormat):
     """Mistral `[TOOL_CALLS]` tool calls."""
 
     name = "mistral"
     triggers = ("[TOOL_CALLS]",)
+    prompt = _PROMPT
+    rules = _RULES
+    fallback_source = MISTRAL_TEMPLATE
+    fallback_eos_token = "</s>"
+    fallback_has_system_role = False
 
-    def render(
-        self,
-        messages: Sequence[Message],
-        tools: Sequence[ToolSpec],
-        *,
-        template: ChatTemplate | None,
-        add_generation_prompt: bool = True,
-    ) -> str:
-        return render_prompt(
-            [_with_mistral_ids(message) for message in messages],
-            tools,
-            template=template,
-            fallback=builtin_template(MISTRAL_TEMPLATE, eos_token="</s>"),
-            prompt=_PROMPT,
-            native=True,
-            add_generation_prompt=add_generation_prompt,
-            fallback_has_system_role=False,
-        )
-
-    def stream_parser(self, tools: Sequence[ToolSpec], *, reasoning_open: bool = False) -> StreamParser:
-        return CallScanner(_RULES, tools, reasoning_open=reasoning_open)
-
-    def call_layout(self) -> CallLayout:
-        return _LAYOUT
+    def prepare(self, messages: Sequence[Message]) -> Sequence[Message]:
+        return [_with_mistral_ids(message) for message in messages]

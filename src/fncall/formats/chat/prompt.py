@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from fncall.formats.chat.base import CallLayout
+from fncall.formats.chat.base import CallLayout, ChatFormat, StreamParser
+from fncall.formats.chat.scanner import CallScanner, ScanRules
 from fncall.formats.chat.template import ChatTemplate, ChatTemplateError
 from fncall.types import Message, ToolSpec
 
@@ -31,6 +32,48 @@ class ToolPrompt:
 def builtin_template(source: str, eos_token: str = "") -> ChatTemplate:
     """A family's own fallback template, compiled once."""
     return ChatTemplate(source, eos_token=eos_token)
+
+
+class PromptedFormat(ChatFormat):
+    """A family defined by data: how it offers tools in text, its fallback template, its parser rules.
+
+    Subclasses set the class attributes; `prepare` may rewrite messages before rendering.
+    """
+
+    prompt: ToolPrompt
+    rules: ScanRules
+    fallback_source: str
+    fallback_eos_token: str = ""
+    fallback_has_system_role: bool = True
+    native: bool = True  # use the model's own template when it knows tools
+
+    def prepare(self, messages: Sequence[Message]) -> Sequence[Message]:
+        return messages
+
+    def render(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        *,
+        template: ChatTemplate | None,
+        add_generation_prompt: bool = True,
+    ) -> str:
+        return render_prompt(
+            self.prepare(messages),
+            tools,
+            template=template,
+            fallback=builtin_template(self.fallback_source, self.fallback_eos_token),
+            prompt=self.prompt,
+            native=self.native,
+            add_generation_prompt=add_generation_prompt,
+            fallback_has_system_role=self.fallback_has_system_role,
+        )
+
+    def stream_parser(self, tools: Sequence[ToolSpec], *, reasoning_open: bool = False) -> StreamParser:
+        return CallScanner(self.rules, tools, reasoning_open=reasoning_open)
+
+    def call_layout(self) -> CallLayout:
+        return self.prompt.layout
 
 
 def render_prompt(
