@@ -9,6 +9,7 @@ from fncall.agents.assistants import (
     general_assistant,
     stock_assistant,
 )
+from fncall.agents.events import PausedEvent, RunEvent
 from fncall.agents.flow import (
     FlowAgent,
     FlowRunner,
@@ -20,8 +21,9 @@ from fncall.agents.flow import (
 )
 from fncall.agents.http_tool import http_tool
 from fncall.agents.react import ReactRunner, run_react, stream_react
-from fncall.agents.result import Outcome, RunResult, Step, StepPurpose
-from fncall.agents.runner import RunInput, Runner, RunStream, run, run_sync, stream
+from fncall.agents.result import Outcome, PauseReason, PendingCall, RunResult, Step, StepPurpose
+from fncall.agents.resume import ApprovalDecision
+from fncall.agents.runner import RunInput, Runner, RunStream, resume, resume_stream, run, run_sync, stream
 from fncall.agents.spec import (
     AgentSpec,
     AgentSpecError,
@@ -31,7 +33,7 @@ from fncall.agents.spec import (
     run_spec,
     stream_spec,
 )
-from fncall.agents.state import LLMRequest, RunState
+from fncall.agents.state import LLMRequest, RunState, StepCallback
 
 __all__ = [
     "EXCHANGE_DEFAULT_QUERY",
@@ -39,6 +41,7 @@ __all__ = [
     "Agent",
     "AgentSpec",
     "AgentSpecError",
+    "ApprovalDecision",
     "BuiltAgent",
     "FlowAgent",
     "FlowRunResult",
@@ -47,13 +50,18 @@ __all__ = [
     "FlowStep",
     "LLMRequest",
     "Outcome",
+    "PauseReason",
+    "PausedEvent",
+    "PendingCall",
     "ReactRunner",
+    "RunEvent",
     "RunInput",
     "RunResult",
     "RunState",
     "RunStream",
     "Runner",
     "Step",
+    "StepCallback",
     "StepPurpose",
     "assistant_for",
     "build_agent",
@@ -61,6 +69,8 @@ __all__ = [
     "general_assistant",
     "http_tool",
     "load_agent_spec",
+    "resume",
+    "resume_stream",
     "run",
     "run_flow",
     "run_react",

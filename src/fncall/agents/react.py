@@ -17,14 +17,15 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 from fncall.agents.agent import Agent
 from fncall.agents.result import RunResult
-from fncall.agents.runner import RunInput, Runner, RunStream
-from fncall.agents.state import LLMRequest, RunState
+from fncall.agents.runner import Approvals, RunInput, Runner, RunStream, SubmittedResults
+from fncall.agents.state import LLMRequest, RunState, StepCallback
 from fncall.errors import ConfigError
 from fncall.llms.base import LLM, BaseLLM
 from fncall.tools import ToolExecutor
@@ -637,17 +638,60 @@ class _ReactToolExecutor(ToolExecutor):
 
 
 class ReactRunner(Runner):
-    """Runs agents with the ReAct protocol: the same loop, budgets and events as `Runner`, tools in the
-    prompt instead of native tool calls. An unparseable reply counts as one tool call against
-    `max_tool_calls` (it is answered with a format reminder) and as a repeated call for loop detection."""
+    """Runs agents with the ReAct protocol: the same loop, budgets, events and pauses as `Runner`, tools in
+    the prompt instead of native tool calls. An unparseable reply is answered with a format reminder; it
+    uses up neither `max_tool_calls` nor loop detection (`max_steps` still bounds a model that never
+    recovers)."""
 
     async def run(
-        self, agent: Agent, input: RunInput, *, history: Sequence[Message] | None = None
+        self,
+        agent: Agent,
+        input: RunInput,
+        *,
+        history: Sequence[Message] | None = None,
+        on_step: StepCallback | None = None,
     ) -> RunResult:
-        return await super().run(react_agent(agent), input, history=history)
+        return await super().run(react_agent(agent), input, history=history, on_step=on_step)
 
-    def stream(self, agent: Agent, input: RunInput, *, history: Sequence[Message] | None = None) -> RunStream:
-        return super().stream(react_agent(agent), input, history=history)
+    def stream(
+        self,
+        agent: Agent,
+        input: RunInput,
+        *,
+        history: Sequence[Message] | None = None,
+        on_step: StepCallback | None = None,
+    ) -> RunStream:
+        return super().stream(react_agent(agent), input, history=history, on_step=on_step)
+
+    async def resume(
+        self,
+        agent: Agent,
+        state: Mapping[str, Any],
+        *,
+        approvals: Approvals = MappingProxyType({}),
+        tool_results: SubmittedResults = MappingProxyType({}),
+        on_step: StepCallback | None = None,
+    ) -> RunResult:
+        return await super().resume(
+            react_agent(agent), state, approvals=approvals, tool_results=tool_results, on_step=on_step
+        )
+
+    def resume_stream(
+        self,
+        agent: Agent,
+        state: Mapping[str, Any],
+        *,
+        approvals: Approvals = MappingProxyType({}),
+        tool_results: SubmittedResults = MappingProxyType({}),
+        on_step: StepCallback | None = None,
+    ) -> RunStream:
+        return super().resume_stream(
+            react_agent(agent), state, approvals=approvals, tool_results=tool_results, on_step=on_step
+        )
+
+    def counts_against_budget(self, call: ToolCall) -> bool:
+        """The format-error pseudo call is the runner's own reply, not a tool the model chose to run."""
+        return call.name != FORMAT_ERROR_TOOL
 
     def next_request(self, state: RunState) -> LLMRequest:
         """The base request with one action per step: ReAct has no parallel calls."""
@@ -674,14 +718,26 @@ def react_agent(agent: Agent) -> Agent:
 _DEFAULT_REACT_RUNNER = ReactRunner()
 
 
-async def run_react(agent: Agent, input: RunInput, *, history: Sequence[Message] | None = None) -> RunResult:
+async def run_react(
+    agent: Agent,
+    input: RunInput,
+    *,
+    history: Sequence[Message] | None = None,
+    on_step: StepCallback | None = None,
+) -> RunResult:
     """Run `agent` with the ReAct protocol."""
-    return await _DEFAULT_REACT_RUNNER.run(agent, input, history=history)
+    return await _DEFAULT_REACT_RUNNER.run(agent, input, history=history, on_step=on_step)
 
 
-def stream_react(agent: Agent, input: RunInput, *, history: Sequence[Message] | None = None) -> RunStream:
+def stream_react(
+    agent: Agent,
+    input: RunInput,
+    *,
+    history: Sequence[Message] | None = None,
+    on_step: StepCallback | None = None,
+) -> RunStream:
     """Stream the events of a ReAct run of `agent`."""
-    return _DEFAULT_REACT_RUNNER.stream(agent, input, history=history)
+    return _DEFAULT_REACT_RUNNER.stream(agent, input, history=history, on_step=on_step)
 
 
 __all__ = [

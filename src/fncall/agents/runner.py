@@ -4,24 +4,32 @@ One loop serves both `run` (the model is asked with `complete`) and `stream` (th
 `stream` and its text is forwarded as it arrives); `run` simply drains the same event generator. Budgets,
 loop detection and LLM failures end a run with a defined outcome and a final answer, never an exception
 (asyncio.CancelledError still propagates). Subclass `Runner` and override `next_request`,
-`summary_request` or `on_step_finished` to change policy without touching the loop.
+`summary_request`, `on_step_finished` or `counts_against_budget` to change policy without touching the loop.
+
+A call to a tool that `requires_approval` or is `client_side` pauses the run once the other calls of its
+turn have run: the result has outcome "paused", the waiting calls and a JSON `state`. `resume` and
+`resume_stream` answer the waiting calls and continue the same loop, with the budgets already used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
 
 from fncall.agents.agent import Agent
-from fncall.agents.result import RunResult, Step, StepPurpose
-from fncall.agents.state import LLMRequest, RunState
-from fncall.errors import LLMError
+from fncall.agents.events import PausedEvent, RunEvent
+from fncall.agents.result import PauseReason, PendingCall, RunResult, Step, StepPurpose
+from fncall.agents.resume import ApprovalDecision, Resolution, resolve_pending
+from fncall.agents.state import LLMRequest, RunState, StepCallback
+from fncall.errors import InvalidRequestError, LLMError
 from fncall.llms.base import StreamAssembler
 from fncall.tools import ToolExecutor
 from fncall.types import (
-    AgentEvent,
     AgentTextDeltaEvent,
     Completion,
     ErrorEvent,
@@ -38,6 +46,11 @@ from fncall.types import (
 )
 
 RunInput = str | Sequence[Message]
+Approvals = Mapping[str, bool | ApprovalDecision]
+SubmittedResults = Mapping[str, str | ToolResult]
+
+_NO_APPROVALS: Approvals = MappingProxyType({})
+_NO_RESULTS: SubmittedResults = MappingProxyType({})
 
 EMPTY_REPLY_NUDGE = (
     "Your last reply was empty. Answer the user's request now, or call one of the available tools if you "
@@ -51,6 +64,8 @@ LOOP_WARNING = (
     "Not executed: you already made this exact call ({name} with the same arguments) {times} times and its "
     "result is in the conversation above. Use that result or answer the user; do not repeat the call."
 )
+STOPPED_BEFORE_APPROVAL = "Not executed: the run stopped before this call could be approved."
+STOPPED_BEFORE_CLIENT = "Not executed: the run stopped before this call could be sent to the client."
 SUMMARY_PREFIX = "Here's a summary of the steps completed so far:"
 _RESULT_PREVIEW_CHARS = 300
 
@@ -58,14 +73,14 @@ _RESULT_PREVIEW_CHARS = 300
 class RunStream:
     """The events of a streamed run, as an async iterator; `result` holds the RunResult once it is over."""
 
-    def __init__(self, events: AsyncGenerator[AgentEvent, None], state: RunState) -> None:
+    def __init__(self, events: AsyncGenerator[RunEvent, None], state: RunState) -> None:
         self._events = events
         self._state = state
 
     def __aiter__(self) -> RunStream:
         return self
 
-    async def __anext__(self) -> AgentEvent:
+    async def __anext__(self) -> RunEvent:
         return await self._events.__anext__()
 
     async def aclose(self) -> None:
@@ -85,26 +100,72 @@ class Runner:
     """Runs agents. Holds no state of its own: everything about a run lives in its RunState."""
 
     async def run(
-        self, agent: Agent, input: RunInput, *, history: Sequence[Message] | None = None
+        self,
+        agent: Agent,
+        input: RunInput,
+        *,
+        history: Sequence[Message] | None = None,
+        on_step: StepCallback | None = None,
     ) -> RunResult:
-        """Run `agent` on `input` (a user message or messages) after `history`, and return the result."""
-        events = self._start(agent, input, history, streaming=False)
-        async for _ in events:
-            pass
-        return events.result
+        """Run `agent` on `input` (a user message or messages) after `history`, and return the result.
+        `on_step(state, step)` is called after each step (a TraceRecorder's `on_step_finished` fits)."""
+        return await _drain(self._start(agent, input, history, on_step, streaming=False))
 
-    def stream(self, agent: Agent, input: RunInput, *, history: Sequence[Message] | None = None) -> RunStream:
+    def stream(
+        self,
+        agent: Agent,
+        input: RunInput,
+        *,
+        history: Sequence[Message] | None = None,
+        on_step: StepCallback | None = None,
+    ) -> RunStream:
         """Run `agent`, yielding its events as they happen; the model is asked through its `stream()`."""
-        return self._start(agent, input, history, streaming=True)
+        return self._start(agent, input, history, on_step, streaming=True)
+
+    async def resume(
+        self,
+        agent: Agent,
+        state: Mapping[str, Any],
+        *,
+        approvals: Approvals = _NO_APPROVALS,
+        tool_results: SubmittedResults = _NO_RESULTS,
+        on_step: StepCallback | None = None,
+    ) -> RunResult:
+        """Continue a paused run from its `state` (RunResult.state, possibly after a JSON round trip).
+
+        Every pending call needs an answer: `approvals[call_id]` (True, False or an ApprovalDecision) for a
+        call that waits for approval, `tool_results[call_id]` (the text, or a ToolResult) for a client-side
+        call. Raises InvalidRequestError before anything runs when one is missing or names no pending call.
+        """
+        return await _drain(
+            self._resume_start(agent, state, approvals, tool_results, on_step, streaming=False)
+        )
+
+    def resume_stream(
+        self,
+        agent: Agent,
+        state: Mapping[str, Any],
+        *,
+        approvals: Approvals = _NO_APPROVALS,
+        tool_results: SubmittedResults = _NO_RESULTS,
+        on_step: StepCallback | None = None,
+    ) -> RunStream:
+        """`resume`, yielding events: the results of the calls that waited, then the run's next steps."""
+        return self._resume_start(agent, state, approvals, tool_results, on_step, streaming=True)
 
     def run_sync(
-        self, agent: Agent, input: RunInput, *, history: Sequence[Message] | None = None
+        self,
+        agent: Agent,
+        input: RunInput,
+        *,
+        history: Sequence[Message] | None = None,
+        on_step: StepCallback | None = None,
     ) -> RunResult:
         """`run` for code without an event loop (scripts, notebooks without await)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.run(agent, input, history=history))
+            return asyncio.run(self.run(agent, input, history=history, on_step=on_step))
         raise RuntimeError(
             "run_sync() cannot be called from a running event loop: use `await run(...)` instead"
         )
@@ -127,7 +188,12 @@ class Runner:
         return LLMRequest(list(state.messages), [], "none", params)
 
     async def on_step_finished(self, state: RunState, step: Step) -> None:
-        """Called after every LLM and tool step is recorded (memory traces plug in here)."""
+        """Called after every LLM and tool step is recorded (memory traces plug in here, or via `on_step`)."""
+
+    def counts_against_budget(self, call: ToolCall) -> bool:
+        """Whether `call` uses up `max_tool_calls` and counts for loop detection. Pseudo calls a runner
+        answers itself (ReAct's format reminder) return False: they are not tool work the model chose."""
+        return True
 
     def tool_executor(self, agent: Agent) -> ToolExecutor:
         """The executor of one turn's calls; override to wrap or replace tool execution."""
@@ -140,15 +206,52 @@ class Runner:
     async def _record(self, state: RunState, step: Step) -> None:
         state.steps.append(step)
         await self.on_step_finished(state, step)
+        if state.on_step is not None:
+            outcome = state.on_step(state, step)
+            if inspect.isawaitable(outcome):
+                await outcome
 
     def _start(
-        self, agent: Agent, input: RunInput, history: Sequence[Message] | None, *, streaming: bool
+        self,
+        agent: Agent,
+        input: RunInput,
+        history: Sequence[Message] | None,
+        on_step: StepCallback | None,
+        *,
+        streaming: bool,
     ) -> RunStream:
-        state = RunState(agent=agent, messages=_initial_messages(agent, input, history))
+        state = RunState(agent=agent, messages=_initial_messages(agent, input, history), on_step=on_step)
         return RunStream(self._drive(state, streaming), state)
 
-    async def _drive(self, state: RunState, streaming: bool) -> AsyncGenerator[AgentEvent, None]:
+    def _resume_start(
+        self,
+        agent: Agent,
+        data: Mapping[str, Any],
+        approvals: Approvals,
+        tool_results: SubmittedResults,
+        on_step: StepCallback | None,
+        *,
+        streaming: bool,
+    ) -> RunStream:
+        """Checks the saved state and the answers now, so a bad request raises before anything runs."""
+        state = RunState.from_dict(agent, data)
+        if not state.pending:
+            raise InvalidRequestError(
+                "This run state is not paused: no call waits for an approval or a client-side result, so "
+                "there is nothing to resume.",
+                param="state",
+            )
+        resolutions = resolve_pending(state.pending, agent.tools, approvals, tool_results)
+        state.on_step = on_step
+        return RunStream(self._drive(state, streaming, resolutions), state)
+
+    async def _drive(
+        self, state: RunState, streaming: bool, resolutions: list[Resolution] | None = None
+    ) -> AsyncGenerator[RunEvent, None]:
         state.start_clock()
+        if resolutions is not None:
+            async for event in self._finish_paused_turn(state, resolutions):
+                yield event
         agent = state.agent
         purpose: StepPurpose = "act"
         while state.outcome is None:
@@ -194,6 +297,10 @@ class Runner:
                     break
                 state.messages.append(Message.user(EMPTY_REPLY_NUDGE))
                 purpose = "retry"
+        if state.outcome == "paused":
+            state.result = state.to_result()
+            yield PausedEvent(step=state.step_index, pending=list(state.pending))
+            return
         if state.outcome != "answered":
             async for event in self._conclude(state, streaming):
                 yield event
@@ -202,7 +309,7 @@ class Runner:
 
     async def _llm_step(
         self, state: RunState, request: LLMRequest, step: int, purpose: StepPurpose, streaming: bool
-    ) -> AsyncGenerator[AgentEvent, None]:
+    ) -> AsyncGenerator[RunEvent, None]:
         """One LLM call: forwards text deltas, then yields an LLMResponseEvent; on failure it records the
         failed step, stops the run and yields nothing more (the caller sees no LLMResponseEvent)."""
         started_at = datetime.now(UTC)
@@ -286,40 +393,121 @@ class Runner:
 
     async def _tool_phase(
         self, state: RunState, calls: list[ToolCall], step: int
-    ) -> AsyncGenerator[AgentEvent, None]:
-        """Runs one turn's calls (concurrently) and appends one tool message per call, in call order."""
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Runs one turn's calls (concurrently) and appends one tool message per call, in call order.
+
+        Calls that wait (approval, client side) are held: the others run, their results are kept in
+        `state.turn_results` and the run pauses. A run that stops in this turn does not pause; its held
+        calls are answered with a refusal instead."""
         for call in calls:
             yield ToolCallEvent(step=step, call=call)
         refusals = self._screen_calls(state, calls)
-        runnable = [call for call, refusal in zip(calls, refusals, strict=True) if refusal is None]
+        holds: list[PauseReason | None] = []
+        for index, (call, refusal) in enumerate(zip(calls, refusals, strict=True)):
+            hold = _hold(state.agent, call) if refusal is None else None
+            if isinstance(hold, ToolResult):
+                refusals[index], hold = hold, None
+            holds.append(hold)
+        runnable = [
+            call
+            for call, refusal, hold in zip(calls, refusals, holds, strict=True)
+            if refusal is None and not hold
+        ]
         executed = iter(await self._execute(state, runnable))
-        for call, refusal in zip(calls, refusals, strict=True):
+        pausing = any(holds) and state.outcome is None
+        pending: list[PendingCall] = []
+        for call, refusal, hold in zip(calls, refusals, holds, strict=True):
+            if hold is not None and pausing:
+                pending.append(PendingCall(call=call, reason=hold))
+                continue
+            if hold is not None:
+                refusal = _refusal(
+                    call, STOPPED_BEFORE_APPROVAL if hold == "approval" else STOPPED_BEFORE_CLIENT
+                )
+                self._uncount(state, call)
             if refusal is None:
                 result, started_at, duration_s = next(executed)
             else:
                 result, started_at, duration_s = refusal, datetime.now(UTC), 0.0
-            if result.call_id != call.id:
-                result = result.model_copy(update={"call_id": call.id})
-            state.messages.append(Message.tool(result))
-            record = Step(
-                index=step,
-                kind="tool",
-                started_at=started_at,
-                duration_s=duration_s,
-                call=call,
-                result=result,
-            )
-            await self._record(state, record)
+            result = await self._record_tool_result(state, step, call, result, started_at, duration_s)
+            if pausing:
+                state.turn_results.append(result)
+            else:
+                state.messages.append(Message.tool(result))
             yield ToolResultEvent(step=step, result=result, duration_s=duration_s)
+        if pending:
+            state.pause(pending)
+
+    async def _finish_paused_turn(
+        self, state: RunState, resolutions: list[Resolution]
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Answers the calls a run paused on (approved calls run now), then puts the whole turn's results
+        into the transcript in the order the model made the calls."""
+        step = state.step_index
+        pending_ids = {item.call.id for item in state.pending}
+        to_run = [resolution.call for resolution in resolutions if resolution.action == "run"]
+        executed = iter(await self._execute(state, to_run))
+        results = {result.call_id: result for result in state.turn_results}
+        edited = {resolution.call.id: resolution.call for resolution in resolutions}
+        for resolution in resolutions:
+            call = resolution.call
+            if resolution.result is None:
+                result, started_at, duration_s = next(executed)
+            else:
+                result, started_at, duration_s = resolution.result, datetime.now(UTC), 0.0
+            if resolution.action == "rejected":
+                self._uncount(state, call)
+            result = await self._record_tool_result(state, step, call, result, started_at, duration_s)
+            results[call.id] = result
+            yield ToolResultEvent(step=step, result=result, duration_s=duration_s)
+        turn = state.messages[-1]
+        calls = [edited.get(call.id, call) for call in turn.tool_calls]
+        state.messages[-1] = turn.model_copy(update={"tool_calls": calls})
+        for call in calls:
+            if call.id in results:
+                state.messages.append(Message.tool(results[call.id]))
+            elif call.id in pending_ids:  # cannot happen: resolve_pending answers every pending call
+                raise RuntimeError(f"the paused call {call.id!r} was not answered")
+        state.pending = []
+        state.turn_results = []
+
+    async def _record_tool_result(
+        self,
+        state: RunState,
+        step: int,
+        call: ToolCall,
+        result: ToolResult,
+        started_at: datetime,
+        duration_s: float,
+    ) -> ToolResult:
+        """Records one tool step; returns the result, its call id made to match the call."""
+        if result.call_id != call.id:
+            result = result.model_copy(update={"call_id": call.id})
+        record = Step(
+            index=step, kind="tool", started_at=started_at, duration_s=duration_s, call=call, result=result
+        )
+        await self._record(state, record)
+        return result
+
+    def _uncount(self, state: RunState, call: ToolCall) -> None:
+        """Gives back the budget a screened call took when it ends up not running (rejected, or held in a
+        turn that stopped the run)."""
+        if self.counts_against_budget(call):
+            state.tool_calls_executed -= 1
 
     def _screen_calls(self, state: RunState, calls: list[ToolCall]) -> list[ToolResult | None]:
         """Decides which calls run. A refused call gets an error result for the model instead; a call
-        repeated `loop_limit` times is refused once with a warning, and repeating it again stops the run."""
+        repeated `loop_limit` times is refused once with a warning, and repeating it again stops the run.
+        Calls that do not count against the budget (`counts_against_budget`) are never refused here."""
         agent = state.agent
         refusals: list[ToolResult | None] = []
         persisting: ToolCall | None = None
         over_budget = False
+        counted = 0
         for call in calls:
+            if not self.counts_against_budget(call):
+                refusals.append(None)
+                continue
             state.call_counts[call.signature()] += 1
             count = state.call_counts[call.signature()]
             if agent.loop_limit is not None and count > agent.loop_limit:
@@ -337,10 +525,11 @@ class Runner:
                 )
             else:
                 state.tool_calls_executed += 1
+                counted += 1
                 refusals.append(None)
         if persisting is not None:
             stopped = "Not executed: the run is stopping because a tool call was repeated."
-            state.tool_calls_executed -= sum(1 for refusal in refusals if refusal is None)
+            state.tool_calls_executed -= counted
             refusals = [
                 refusal or _refusal(call, stopped) for call, refusal in zip(calls, refusals, strict=True)
             ]
@@ -406,7 +595,7 @@ class Runner:
                 outcomes.append(task.result())
         return outcomes
 
-    async def _conclude(self, state: RunState, streaming: bool) -> AsyncGenerator[AgentEvent, None]:
+    async def _conclude(self, state: RunState, streaming: bool) -> AsyncGenerator[RunEvent, None]:
         """Ends a run that did not answer: an error event, then (for spent step, call and loop budgets) a
         summary LLM call without tools, or a deterministic list of the steps when that is not possible."""
         reason = state.stop_reason or "The run ended without an answer."
@@ -444,6 +633,42 @@ class _CompletionAssembler(StreamAssembler):
             return self._finished
         message = self.message()
         return Completion(message=message, finish_reason="tool_calls" if message.tool_calls else "stop")
+
+
+async def _drain(events: RunStream) -> RunResult:
+    async for _ in events:
+        pass
+    return events.result
+
+
+def _hold(agent: Agent, call: ToolCall) -> PauseReason | ToolResult | None:
+    """Whether `call` waits instead of running: "client_side" or "approval" (client side wins when a tool is
+    both: the client asks its user), None to run it now, or a ToolResult answering it at once.
+
+    Calls whose arguments do not fit the schema are not held: no human is asked to approve a call that
+    cannot run. The executor answers those to an approval tool; a client-side tool's get the problems here,
+    since the executor refuses client-side tools outright."""
+    selected = agent.tools.get(call.name)
+    if selected is None or call.unparsed_arguments is not None:
+        return None
+    if not (selected.client_side or selected.requires_approval):
+        return None
+    problems = selected.argument_errors(call.arguments)
+    if problems and selected.client_side:
+        listed = "\n".join(f"- {problem}" for problem in problems)
+        content = (
+            f"Error: invalid arguments for {call.name}:\n{listed}\nFix these and call {call.name} again."
+        )
+        return ToolResult(
+            call_id=call.id,
+            name=call.name,
+            content=content,
+            is_error=True,
+            data={"error_kind": "invalid_arguments"},
+        )
+    if problems:
+        return None
+    return "client_side" if selected.client_side else "approval"
 
 
 def _initial_messages(agent: Agent, input: RunInput, history: Sequence[Message] | None) -> list[Message]:
@@ -498,19 +723,76 @@ def _steps_digest(steps: list[Step]) -> str:
 _DEFAULT_RUNNER = Runner()
 
 
-async def run(agent: Agent, input: RunInput, *, history: Sequence[Message] | None = None) -> RunResult:
+async def run(
+    agent: Agent,
+    input: RunInput,
+    *,
+    history: Sequence[Message] | None = None,
+    on_step: StepCallback | None = None,
+) -> RunResult:
     """Run `agent` on `input` with the default Runner."""
-    return await _DEFAULT_RUNNER.run(agent, input, history=history)
+    return await _DEFAULT_RUNNER.run(agent, input, history=history, on_step=on_step)
 
 
-def stream(agent: Agent, input: RunInput, *, history: Sequence[Message] | None = None) -> RunStream:
+def stream(
+    agent: Agent,
+    input: RunInput,
+    *,
+    history: Sequence[Message] | None = None,
+    on_step: StepCallback | None = None,
+) -> RunStream:
     """Stream the events of a run of `agent` on `input` with the default Runner."""
-    return _DEFAULT_RUNNER.stream(agent, input, history=history)
+    return _DEFAULT_RUNNER.stream(agent, input, history=history, on_step=on_step)
 
 
-def run_sync(agent: Agent, input: RunInput, *, history: Sequence[Message] | None = None) -> RunResult:
+async def resume(
+    agent: Agent,
+    state: Mapping[str, Any],
+    *,
+    approvals: Approvals = _NO_APPROVALS,
+    tool_results: SubmittedResults = _NO_RESULTS,
+    on_step: StepCallback | None = None,
+) -> RunResult:
+    """Continue a paused run with the default Runner."""
+    return await _DEFAULT_RUNNER.resume(
+        agent, state, approvals=approvals, tool_results=tool_results, on_step=on_step
+    )
+
+
+def resume_stream(
+    agent: Agent,
+    state: Mapping[str, Any],
+    *,
+    approvals: Approvals = _NO_APPROVALS,
+    tool_results: SubmittedResults = _NO_RESULTS,
+    on_step: StepCallback | None = None,
+) -> RunStream:
+    """Stream the continuation of a paused run with the default Runner."""
+    return _DEFAULT_RUNNER.resume_stream(
+        agent, state, approvals=approvals, tool_results=tool_results, on_step=on_step
+    )
+
+
+def run_sync(
+    agent: Agent,
+    input: RunInput,
+    *,
+    history: Sequence[Message] | None = None,
+    on_step: StepCallback | None = None,
+) -> RunResult:
     """Run `agent` to completion from synchronous code with the default Runner."""
-    return _DEFAULT_RUNNER.run_sync(agent, input, history=history)
+    return _DEFAULT_RUNNER.run_sync(agent, input, history=history, on_step=on_step)
 
 
-__all__ = ["RunInput", "RunStream", "Runner", "run", "run_sync", "stream"]
+__all__ = [
+    "Approvals",
+    "RunInput",
+    "RunStream",
+    "Runner",
+    "SubmittedResults",
+    "resume",
+    "resume_stream",
+    "run",
+    "run_sync",
+    "stream",
+]
