@@ -24,7 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fncall.agents.result import Outcome, RunResult, Step
-from fncall.agents.runner import RunInput
+from fncall.agents.runner import RunInput, RunStream
 from fncall.errors import LLMError
 from fncall.llms.base import LLM, StreamAssembler
 from fncall.tools import ToolExecutor, ToolRegistry
@@ -228,32 +228,6 @@ class _FlowState:
         return self.deadline is not None and asyncio.get_running_loop().time() >= self.deadline
 
 
-class FlowRunStream:
-    """The events of a streamed flow run; `result` holds the FlowRunResult once it is over."""
-
-    def __init__(self, events: AsyncGenerator[AgentEvent, None], state: _FlowState) -> None:
-        self._events = events
-        self._state = state
-
-    def __aiter__(self) -> FlowRunStream:
-        return self
-
-    async def __anext__(self) -> AgentEvent:
-        return await self._events.__anext__()
-
-    async def aclose(self) -> None:
-        """Stop the flow early."""
-        await self._events.aclose()
-
-    @property
-    def result(self) -> FlowRunResult:
-        if self._state.result is None:
-            raise RuntimeError(
-                "the run is not finished yet: iterate the stream to its end before reading result"
-            )
-        return self._state.result
-
-
 class FlowRunner:
     """Runs flow agents; holds no state of its own."""
 
@@ -278,7 +252,7 @@ class FlowRunner:
         *,
         history: Sequence[Message] | None = None,
         parameters: dict[str, Any] | None = None,
-    ) -> FlowRunStream:
+    ) -> RunStream:
         """Run the flow, yielding its events; the answer step asks the LLM through its `stream()`."""
         return self._start(agent, input, history, parameters, streaming=True)
 
@@ -290,9 +264,9 @@ class FlowRunner:
         parameters: dict[str, Any] | None,
         *,
         streaming: bool,
-    ) -> FlowRunStream:
+    ) -> RunStream:
         state = _initial_state(agent, input, history, parameters)
-        return FlowRunStream(self._drive(state, streaming), state)
+        return RunStream(self._drive(state, streaming), state)
 
     async def _drive(self, state: _FlowState, streaming: bool) -> AsyncGenerator[AgentEvent, None]:
         agent = state.agent
@@ -536,7 +510,7 @@ def stream_flow(
     *,
     history: Sequence[Message] | None = None,
     parameters: dict[str, Any] | None = None,
-) -> FlowRunStream:
+) -> RunStream:
     """Stream the events of a flow run with the default FlowRunner."""
     return _DEFAULT_FLOW_RUNNER.stream(agent, input, history=history, parameters=parameters)
 
@@ -545,7 +519,6 @@ __all__ = [
     "FlowAgent",
     "FlowOutcome",
     "FlowRunResult",
-    "FlowRunStream",
     "FlowRunner",
     "FlowStep",
     "flow_problems",

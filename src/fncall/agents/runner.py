@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from fncall.agents.agent import Agent
 from fncall.agents.events import PausedEvent, RunEvent
@@ -70,10 +70,14 @@ SUMMARY_PREFIX = "Here's a summary of the steps completed so far:"
 _RESULT_PREVIEW_CHARS = 300
 
 
+class _HoldsResult(Protocol):
+    result: RunResult | None
+
+
 class RunStream:
     """The events of a streamed run, as an async iterator; `result` holds the RunResult once it is over."""
 
-    def __init__(self, events: AsyncGenerator[RunEvent, None], state: RunState) -> None:
+    def __init__(self, events: AsyncGenerator[RunEvent, None], state: _HoldsResult) -> None:
         self._events = events
         self._state = state
 

@@ -42,7 +42,7 @@ from pydantic import (
 )
 
 from fncall.agents.agent import Agent
-from fncall.agents.flow import FlowAgent, FlowRunner, FlowRunStream, FlowStep, flow_problems
+from fncall.agents.flow import FlowAgent, FlowRunner, FlowStep, flow_problems
 from fncall.agents.http_tool import (
     LOOPBACK_HOSTS,
     HostNotAllowedError,
@@ -357,7 +357,7 @@ class BuiltAgent:
             return await self.runner.run(self.agent, input, history=kept)
         raise TypeError("a BuiltAgent pairs an Agent with a Runner or a FlowAgent with a FlowRunner")
 
-    def stream(self, input: RunInput, history: Sequence[Message] | None = None) -> RunStream | FlowRunStream:
+    def stream(self, input: RunInput, history: Sequence[Message] | None = None) -> RunStream:
         """Run, yielding agent events; the stream's `result` holds the RunResult at the end."""
         kept = trim_history(history, self.spec.memory)
         if isinstance(self.agent, FlowAgent) and isinstance(self.runner, FlowRunner):
@@ -410,7 +410,7 @@ def stream_spec(
     *,
     llm_factory: LLMFactory | None = None,
     agents: Mapping[str, AgentSpec | Mapping[str, Any]] | None = None,
-) -> RunStream | FlowRunStream:
+) -> RunStream:
     """Build the agent a spec describes and stream its run's events."""
     return build_agent(spec, llm_factory=llm_factory, agents=agents).stream(input, history)
 
