@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fncall.client import client_command
 from fncall.types import (
     ErrorEvent,
     FinalAnswerEvent,
@@ -29,6 +30,9 @@ models_app = typer.Typer(
 )
 app.add_typer(tools_app, name="tools")
 app.add_typer(models_app, name="models")
+app.command("client", help="The Triton seed's streaming client: the stock assistant on any backend.")(
+    client_command
+)
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)

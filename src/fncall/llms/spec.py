@@ -29,6 +29,7 @@ _SCHEMES: dict[str, str | Factory] = {
     "anthropic": "fncall.llms.anthropic:from_spec",
     "bedrock": "fncall.llms.anthropic:bedrock_from_spec",
     "local": "fncall.llms.local:from_spec",
+    "triton": "fncall.llms.triton:from_spec",
 }
 
 # The optional extra that provides each scheme's dependencies, named in the error when they are missing.
