@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fncall.client import client_command
+from fncall.server.mcp_server import mcp_app
 from fncall.types import (
     ErrorEvent,
     FinalAnswerEvent,
@@ -30,6 +31,7 @@ models_app = typer.Typer(
 )
 app.add_typer(tools_app, name="tools")
 app.add_typer(models_app, name="models")
+app.add_typer(mcp_app, name="mcp", help="Serve fncall's tools to MCP clients.")
 app.command("client", help="The Triton seed's streaming client: the stock assistant on any backend.")(
     client_command
 )

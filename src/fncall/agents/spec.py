@@ -54,10 +54,11 @@ from fncall.agents.http_tool import (
 from fncall.agents.react import ReactRunner
 from fncall.agents.result import RunResult
 from fncall.agents.runner import RunInput, Runner, RunStream
-from fncall.errors import ConfigError
+from fncall.errors import ConfigError, FncallError
 from fncall.llms.base import LLM
 from fncall.tools import Tool, ToolError, ToolRegistry, tool
 from fncall.tools.builtin import BUILTIN_TOOLS
+from fncall.tools.mcp import MCPToolConfig, mcp_tools_for_entry_sync
 from fncall.types import GenerationParams, Message, ToolChoice, forced_tool_name
 
 AgentType = Literal["function_calling", "react", "flow"]
@@ -65,7 +66,7 @@ LLMFactory = Callable[[str], LLM]
 PLUGIN_GROUP = "fncall.tools"
 
 _TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"
-_TOOL_TYPES = {"builtin", "plugin", "http", "agent"}
+_TOOL_TYPES = {"builtin", "plugin", "http", "agent", "mcp"}
 
 
 class _Model(BaseModel):
@@ -175,7 +176,8 @@ class AgentToolConfig(_Model):
 
 
 ToolConfig = Annotated[
-    BuiltinToolConfig | PluginToolConfig | HttpToolConfig | AgentToolConfig, Field(discriminator="type")
+    BuiltinToolConfig | PluginToolConfig | HttpToolConfig | AgentToolConfig | MCPToolConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -429,10 +431,16 @@ def _build(
         raise AgentSpecError([("tools", f"agent {spec.name!r} uses itself as a tool ({chain})")])
     llm = _make_llm(spec, llm_factory)
     inside = (*building, spec.name)
-    tools = ToolRegistry(
-        _make_tool(config, f"tools[{index}]", llm_factory, library, inside)
-        for index, config in enumerate(spec.tools)
-    )
+    tools = ToolRegistry()
+    for index, config in enumerate(spec.tools):
+        if isinstance(config, MCPToolConfig):
+            try:
+                for mcp_tool in mcp_tools_for_entry_sync(config):
+                    tools.add(mcp_tool)
+            except FncallError as error:
+                raise AgentSpecError([(f"tools[{index}].server", str(error))]) from None
+        else:
+            tools.add(_make_tool(config, f"tools[{index}]", llm_factory, library, inside))
     settings = spec.parameters
     params = _generation_params(spec)
     if spec.type == "flow":
