@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import uvicorn
 
+from postgres import fresh_postgres_url, postgres_server, postgres_url  # noqa: F401  (tests/postgres.py)
+
 ServeApp = Callable[[Any], contextlib.AbstractContextManager[str]]
 
 

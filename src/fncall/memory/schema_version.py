@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, insert, inspect, select, update
+from sqlalchemy import Connection, func, insert, inspect, select, update
 
 from fncall.memory.errors import SchemaVersionError
 from fncall.memory.models import Base, SchemaVersionRow, utc_now
@@ -24,6 +24,7 @@ MIGRATIONS: dict[int, Migration] = {}
 """`MIGRATIONS[n]` upgrades a database at version n to version n + 1."""
 
 _VERSION_ROW_ID = 1
+_SCHEMA_LOCK_KEY = 0x666E6361_6C6C  # "fncall" in ASCII: the PostgreSQL advisory lock of schema set-up
 
 
 def read_schema_version(connection: Connection) -> int | None:
@@ -41,6 +42,7 @@ def ensure_schema(connection: Connection, *, database: str = "the database") -> 
 
     Raises SchemaVersionError, changing nothing, when the database is newer than this code.
     """
+    lock_schema_setup(connection)
     version = read_schema_version(connection)
     if version is None:
         Base.metadata.create_all(connection)
@@ -73,3 +75,12 @@ def ensure_schema(connection: Connection, *, database: str = "the database") -> 
         .values(version=version, updated_at=utc_now())
     )
     return version
+
+
+def lock_schema_setup(connection: Connection) -> None:
+    """Make processes that open one PostgreSQL database at once (replicas starting together) set up its
+    schema one at a time; otherwise each sees no tables, all create them and all but one fail. The lock is
+    released when the transaction ends; call it first in any transaction that creates tables. SQLite needs
+    none: its `BEGIN IMMEDIATE` already serialises this."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
