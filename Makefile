@@ -10,7 +10,7 @@ LINT_PATHS := src tests $(wildcard bench)
 .PHONY: help install model serve serve-llm test test-fast lint format clean
 
 help:
-	@echo "make serve   set up and start the service on the embedded model (http://127.0.0.1:8000)"
+	@echo "make serve   set up and start the agent service + LLM API on the embedded model (http://127.0.0.1:8000)"
 	@echo "make test    set up and run the whole test suite (real embedded model included)"
 	@echo "make lint    ruff lint and format check"
 
@@ -28,7 +28,7 @@ model: $(STAMP)
 	$(BIN)/fncall models fetch
 
 serve: model
-	$(BIN)/fncall serve-llm --host 127.0.0.1 --port 8000
+	$(BIN)/fncall serve --host 127.0.0.1 --port 8000
 
 test: model
 	$(BIN)/ruff check $(LINT_PATHS)

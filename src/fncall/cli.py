@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fncall.client import client_command
+from fncall.server.commands import agent_app, memory_app, serve_command
 from fncall.server.mcp_server import mcp_app
 from fncall.types import (
     ErrorEvent,
@@ -32,6 +33,11 @@ models_app = typer.Typer(
 app.add_typer(tools_app, name="tools")
 app.add_typer(models_app, name="models")
 app.add_typer(mcp_app, name="mcp", help="Serve fncall's tools to MCP clients.")
+app.command(
+    "serve", help="The agent service and, by default, the LLM API on the embedded model, in one process."
+)(serve_command)
+app.add_typer(agent_app, name="agent", help="Run agents from spec files.")
+app.add_typer(memory_app, name="memory", help="Conversations and their traces.")
 app.command("client", help="The Triton seed's streaming client: the stock assistant on any backend.")(
     client_command
 )

@@ -19,18 +19,16 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import URL, Select, and_, delete, event, or_, select, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Select, and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from fncall import paths
-from fncall.errors import ConfigError, InvalidRequestError
+from fncall.errors import InvalidRequestError
+from fncall.memory.database import READ_ONLY_OPTION, async_url, create_engine
 from fncall.memory.errors import InteractionStateError, MemoryNotFoundError, MemoryStoreError
 from fncall.memory.models import ConversationRow, InteractionRow, TraceRow, utc_now
 from fncall.memory.owner import current_owner, owner_is_alive
@@ -50,13 +48,6 @@ INTERRUPTED_ERROR = (
 
 TraceContent = str | Mapping[str, Any] | Sequence[Any]
 """A trace's input or output: text, or a JSON-serialisable value that is stored as JSON text."""
-
-_READ_ONLY_OPTION = "fncall_read_only"
-_ASYNC_DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
-    "postgresql": "postgresql+asyncpg",
-    "postgres": "postgresql+asyncpg",
-}
 
 
 def default_database_url() -> str:
@@ -98,8 +89,8 @@ class MemoryStore:
         "interrupted". Raises SchemaVersionError, without touching the database, when it was written by a
         newer fncall.
         """
-        database_url = _async_url(url or default_database_url())
-        engine, one_connection = _create_engine(database_url, busy_timeout_s)
+        database_url = async_url(url or default_database_url())
+        engine, one_connection = create_engine(database_url, busy_timeout_s)
         store = cls(engine, one_connection=one_connection)
         try:
             async with engine.begin() as connection:
@@ -478,7 +469,7 @@ class MemoryStore:
     async def _reading(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction only reads (a deferred BEGIN on SQLite: it never waits for writers)."""
         async with self._turn_taking(), self._sessions() as session:
-            await session.connection(execution_options={_READ_ONLY_OPTION: True})
+            await session.connection(execution_options={READ_ONLY_OPTION: True})
             yield session
 
     @asynccontextmanager
@@ -486,62 +477,6 @@ class MemoryStore:
         """A session committed on exit, rolled back on error; on SQLite it holds the write lock."""
         async with self._turn_taking(), self._sessions() as session, session.begin():
             yield session
-
-
-# ------------------------------------------------------------------------------------------ engine
-
-
-def _async_url(url: str) -> URL:
-    """The URL with an asyncio driver: `sqlite://` and `postgresql://` get aiosqlite and asyncpg."""
-    parsed = make_url(url)
-    driver = _ASYNC_DRIVERS.get(parsed.drivername)
-    return parsed.set(drivername=driver) if driver else parsed
-
-
-def _create_engine(url: URL, busy_timeout_s: float) -> tuple[AsyncEngine, bool]:
-    """The engine, and whether it is an in-memory SQLite database (one shared connection)."""
-    try:
-        if url.get_backend_name() != "sqlite":
-            return create_async_engine(url, pool_pre_ping=True), False
-        in_memory = url.database in (None, "", ":memory:")
-        connect_args = {"timeout": busy_timeout_s}
-        if in_memory:
-            engine = create_async_engine(url, poolclass=StaticPool, connect_args=connect_args)
-        else:
-            Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(url, connect_args=connect_args)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"The database driver for {url.drivername} is not installed ({exc.name}): install it with pip, "
-            "e.g. `pip install asyncpg` for PostgreSQL."
-        ) from exc
-    _configure_sqlite(engine, busy_timeout_s, wal=not in_memory)
-    return engine, in_memory
-
-
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_s: float, *, wal: bool) -> None:
-    """WAL journal, foreign keys (for ON DELETE CASCADE), a busy timeout, and BEGIN IMMEDIATE for writes.
-
-    pysqlite's own transaction handling is switched off so that SQLAlchemy's BEGIN is the one emitted.
-    """
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-            cursor.execute("PRAGMA synchronous=FULL")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        read_only = connection.get_execution_options().get(_READ_ONLY_OPTION, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 # ----------------------------------------------------------------------------------- row helpers
