@@ -7,7 +7,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 LINT_PATHS := src tests $(wildcard bench)
 
-.PHONY: help install model serve serve-llm test test-fast lint format clean
+.PHONY: help install model serve test test-fast lint format clean eval-grounding
 
 help:
 	@echo "make serve   set up and start the agent service + LLM API on the embedded model (http://127.0.0.1:8000)"
@@ -37,6 +37,10 @@ test: model
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not model"
+
+# The grounding evaluation (issue 9): fncall and llama-cpp-python's server on the same model, one report.
+eval-grounding: model
+	$(BIN)/fncall eval grounding --out docs/
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)

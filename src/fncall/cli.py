@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fncall.client import client_command
+from fncall.evals.cli import eval_app
 from fncall.server.commands import agent_app, memory_app, serve_command
 from fncall.server.mcp_server import mcp_app
 from fncall.types import (
@@ -38,6 +39,7 @@ app.command(
 )(serve_command)
 app.add_typer(agent_app, name="agent", help="Run agents from spec files.")
 app.add_typer(memory_app, name="memory", help="Conversations and their traces.")
+app.add_typer(eval_app, name="eval", help="Evaluations: grounding of answers after tool results.")
 app.command("client", help="The Triton seed's streaming client: the stock assistant on any backend.")(
     client_command
 )

@@ -1,0 +1,1 @@
+"""Evaluations that measure fncall against its targets and its peers (`fncall eval ...`)."""
