@@ -15,7 +15,6 @@ from rich.table import Table
 from fncall.client import client_command
 from fncall.evals.cli import eval_app
 from fncall.server.commands import agent_app, memory_app, serve_command
-from fncall.server.mcp_server import mcp_app
 from fncall.types import (
     ErrorEvent,
     FinalAnswerEvent,
@@ -33,7 +32,6 @@ models_app = typer.Typer(
 )
 app.add_typer(tools_app, name="tools")
 app.add_typer(models_app, name="models")
-app.add_typer(mcp_app, name="mcp", help="Serve fncall's tools to MCP clients.")
 app.command(
     "serve", help="The agent service and, by default, the LLM API on the embedded model, in one process."
 )(serve_command)
@@ -116,6 +114,19 @@ def _print_trace_event(event: object) -> None:
     else:
         return
     err_console.print(line, highlight=False)
+
+
+@app.command(
+    "mcp",
+    help="Serve fncall's tools to MCP clients: `fncall mcp serve --transport stdio|http [--tools A,B]`.",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def mcp(ctx: typer.Context) -> None:
+    """Hand the arguments to the MCP command group, imported only here: the `mcp` SDK is slow to import."""
+    from fncall.server.mcp_server import mcp_app
+
+    mcp_app(ctx.args, prog_name="fncall mcp")
 
 
 @tools_app.command("list")
