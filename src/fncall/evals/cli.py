@@ -14,10 +14,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from fncall.evals.bfcl_cli import bfcl_app
+
 if TYPE_CHECKING:
     from fncall.evals.grounding.targets import TargetSettings
 
 eval_app = typer.Typer(help="Evaluations of fncall and its peers on the same cases.", no_args_is_help=True)
+eval_app.add_typer(bfcl_app)
 
 _console = Console()
 _progress_console = Console(stderr=True, soft_wrap=True)

@@ -1,0 +1,87 @@
+"""BFCL (the Berkeley Function Calling Leaderboard) on fncall: its single-turn cases, converted to fncall
+tools, run in each mode through an OpenAI-compatible server, scored by BFCL's own checker, reported."""
+
+from fncall.evals.bfcl.conversion import (
+    JSON_SCHEMA_TYPES,
+    ToolNames,
+    json_schema_from_bfcl,
+    messages_from_bfcl,
+    tools_from_bfcl,
+)
+from fncall.evals.bfcl.data import (
+    AST_CATEGORIES,
+    DEFAULT_CATEGORIES,
+    IRRELEVANCE_CATEGORIES,
+    RELEVANCE_CATEGORIES,
+    SINGLE_TURN_CATEGORIES,
+    BfclCase,
+    check_categories,
+    expectation_of,
+    load_cases,
+    sample_cases,
+)
+from fncall.evals.bfcl.package import BFCL_EVAL_VERSION, INSTALL_HINT, bfcl_package
+from fncall.evals.bfcl.report import (
+    CHART_FILE,
+    REPORT_FILE,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    Summary,
+    append_result,
+    markdown_error_table,
+    markdown_report,
+    markdown_table,
+    read_results,
+    summarise,
+    write_chart,
+    write_report,
+)
+from fncall.evals.bfcl.runner import MODES, CaseResult, Mode, check_modes, mode_params, run_case, run_cases
+from fncall.evals.bfcl.scoring import CaseScore, decode_calls, score_case
+from fncall.evals.bfcl.serving import Target, open_target
+
+__all__ = [
+    "AST_CATEGORIES",
+    "BFCL_EVAL_VERSION",
+    "CHART_FILE",
+    "DEFAULT_CATEGORIES",
+    "INSTALL_HINT",
+    "IRRELEVANCE_CATEGORIES",
+    "JSON_SCHEMA_TYPES",
+    "MODES",
+    "RELEVANCE_CATEGORIES",
+    "REPORT_FILE",
+    "RESULTS_FILE",
+    "SINGLE_TURN_CATEGORIES",
+    "SUMMARY_FILE",
+    "BfclCase",
+    "CaseResult",
+    "CaseScore",
+    "Mode",
+    "Summary",
+    "Target",
+    "ToolNames",
+    "append_result",
+    "bfcl_package",
+    "check_categories",
+    "check_modes",
+    "decode_calls",
+    "expectation_of",
+    "json_schema_from_bfcl",
+    "load_cases",
+    "markdown_error_table",
+    "markdown_report",
+    "markdown_table",
+    "messages_from_bfcl",
+    "mode_params",
+    "open_target",
+    "read_results",
+    "run_case",
+    "run_cases",
+    "sample_cases",
+    "score_case",
+    "summarise",
+    "tools_from_bfcl",
+    "write_chart",
+    "write_report",
+]
