@@ -12,10 +12,12 @@ from fncall.agents.react import (
     FORMAT_ERROR_TOOL,
     OBSERVATION_STOP,
     ReactRunner,
+    action_input_example,
     parse_react_reply,
     react_system_prompt,
     run_react,
     stream_react,
+    tool_signature,
 )
 from fncall.errors import ConfigError
 from fncall.llms.scripted import Scripted, ScriptedRequest
@@ -29,6 +31,7 @@ from fncall.types import (
     ToolCall,
     ToolCallEvent,
     ToolResultEvent,
+    ToolSpec,
     Usage,
 )
 
@@ -82,15 +85,17 @@ async def test_thought_action_observation_final_answer() -> None:
     assert first.tool_choice == "none"
     assert OBSERVATION_STOP in first.params.stop
     assert first.params.parallel_tool_calls is False
-    # the tools are described in the system prompt, with a compact schema of their arguments
+    # the tools are described in the system prompt as signatures with an example Action Input each
     system = first.messages[0]
     assert system.role == "system"
-    assert system.text.startswith("You answer questions.\n\nYou can use these tools:\n")
-    assert "- get_rate: The number of units of `currency` one US dollar buys." in system.text
-    assert (
-        '{"type":"object","properties":{"currency":{"type":"string"}},"required":["currency"]}' in system.text
+    assert system.text.startswith(
+        "You answer questions.\n\nYou can use these tools:\n"
+        "- get_rate(currency: string) - The number of units of `currency` one US dollar buys.\n"
+        '  Action Input example: {"currency": "<currency>"}\n'
+        "- add(a: integer, b: integer) - Add two integers.\n"
+        '  Action Input example: {"a": 0, "b": 0}\n'
     )
-    assert "Action: the name of one tool, exactly as listed above (get_rate, add)" in system.text
+    assert "Action: one tool name (get_rate, add)" in system.text
     assert [m.role for m in first.messages] == ["system", "user"]
     # the second turn sees its own step as ReAct text and the result as an Observation
     assert [m.role for m in second.messages] == ["system", "user", "assistant", "user"]
@@ -236,9 +241,9 @@ async def test_parse_failure_becomes_a_format_observation_then_the_model_recover
     assert retry.messages[-2] == Message.assistant("I should look up the rate first.")
     assert last_user_text(retry) == (
         "Observation: Your reply could not be used: it contained neither 'Action:' nor 'Final Answer:'.\n"
-        "Reply either with\nThought: what you need to do next\nAction: one of get_rate, add\n"
-        "Action Input: the tool's arguments as one JSON object\nor with\n"
-        "Thought: I now know the final answer\nFinal Answer: the answer to the user's question"
+        'Reply either with "Final Answer:" and then your answer, or with\n'
+        "Thought: why you need the tool\nAction: one tool name (get_rate, add)\n"
+        "Action Input: the tool's JSON object, like its example above, with the real values from the question"
     )
 
 
@@ -335,14 +340,15 @@ async def test_named_tool_choice_offers_only_that_tool_on_the_first_turn() -> No
     llm = Scripted(["Action: add\nAction Input: a=1, b=2", "Final Answer: 3"])
     await run_react(make_agent(llm, tool_choice={"name": "add"}), "1+2?")
     first, second = llm.requests
-    assert "- add:" in first.messages[0].text and "- get_rate:" not in first.messages[0].text
-    assert "- get_rate:" in second.messages[0].text
+    assert "- add(" in first.messages[0].text and "- get_rate(" not in first.messages[0].text
+    assert "- get_rate(" in second.messages[0].text
 
 
 def test_required_tool_choice_is_stated_in_the_prompt() -> None:
     prompt = react_system_prompt("", [add.spec], "required")
     assert prompt.startswith(
-        "You are a helpful assistant.\n\nYou can use these tools:\n- add: Add two integers."
+        "You are a helpful assistant.\n\nYou can use these tools:\n"
+        "- add(a: integer, b: integer) - Add two integers."
     )
     assert prompt.endswith("Use a tool (an Action) before you give the Final Answer.")
 
@@ -443,3 +449,175 @@ def test_parser_never_raises_on_odd_text() -> None:
     for text in ["{", "Action:", "Action Input: {}", "```", "Final Answer", "Action: ```\n{"]:
         step = parse_react_reply(text, [add.spec])
         assert step.kind in ("action", "final", "invalid")
+
+
+# ------------------------------------------------------------------- signatures, not schemas (small models)
+
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Get the weather\n  for a city.",
+    parameters={
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "description": "The city"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"},
+            "days": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "where": {"type": "object", "properties": {"lat": {"type": "number"}}},
+            "detailed": {"anyOf": [{"type": "boolean"}, {"type": "null"}], "default": None},
+        },
+        "required": ["city", "days", "tags", "where"],
+        "additionalProperties": False,
+    },
+)
+
+
+def test_tool_signature_renders_types_enums_optionals_arrays_and_objects() -> None:
+    assert tool_signature(WEATHER) == (
+        'get_weather(city: string, unit: "celsius" | "fahrenheit" = "celsius", days: integer, '
+        "tags: string[], where: object, detailed: boolean | null = null) - Get the weather for a city."
+    )
+
+
+def test_tool_signature_resolves_refs_and_marks_optionals_without_default() -> None:
+    spec = ToolSpec(
+        name="paint",
+        description="",
+        parameters={
+            "$defs": {"Color": {"enum": ["red", "blue"], "type": "string"}},
+            "type": "object",
+            "properties": {
+                "color": {"$ref": "#/$defs/Color"},
+                "shades": {"type": "array", "items": {"$ref": "#/$defs/Color"}},
+                "note": {"type": "string"},
+            },
+            "required": ["color"],
+        },
+    )
+    assert tool_signature(spec) == (
+        'paint(color: "red" | "blue", shades: ("red" | "blue")[] (optional), note: string (optional)) '
+        "- (no description)"
+    )
+    assert action_input_example(spec) == '{"color": "red"}'
+
+
+def test_action_input_example_uses_the_tools_own_names_and_json_types() -> None:
+    assert action_input_example(WEATHER) == '{"city": "<city>", "days": 0, "tags": ["<tags>"], "where": {}}'
+    assert action_input_example(add.spec) == '{"a": 0, "b": 0}'
+    no_required = ToolSpec(
+        name="f", parameters={"type": "object", "properties": {"x": {"type": "number"}, "y": {}}}
+    )
+    assert action_input_example(no_required) == '{"x": 0.0}'
+    assert action_input_example(ToolSpec(name="g")) == "{}"
+
+
+def test_the_prompt_contains_no_json_schema_keywords() -> None:
+    prompt = react_system_prompt("", [WEATHER, add.spec, get_rate.spec])
+    for keyword in ("properties", "$schema", "additionalProperties", '"type"', "required"):
+        assert keyword not in prompt
+    # the final-answer path comes before the tool path, so small talk takes it
+    assert prompt.index("Final Answer:") < prompt.index("Action:")
+
+
+# ---------------------------------------------------------------------- copied wrappers and placeholders
+
+
+def test_a_copied_schema_wrapper_around_values_is_unwrapped_silently() -> None:
+    reply = (
+        'Action: get_weather\nAction Input: {"type": "object", "properties": {"city": "Paris", "days": 2, '
+        '"tags": [], "where": {"lat": 1.0}}, "required": ["city"]}'
+    )
+    step = parse_react_reply(reply, [WEATHER])
+    assert (step.kind, step.arguments, step.note) == (
+        "action",
+        {"city": "Paris", "days": 2, "tags": [], "where": {"lat": 1.0}},
+        None,
+    )
+
+
+def test_a_wrapper_with_some_schema_values_keeps_the_values_and_says_so() -> None:
+    @tool
+    def convert(from_currency: str, to_currency: str, amount: float) -> float:
+        """Convert."""
+        return amount
+
+    reply = (
+        'Action: convert\nAction Input: {"type": "object", "properties": {"from_currency": "USD", '
+        '"to_currency": "CAD", "amount": {"type": "number", "description": "The amount"}}}'
+    )
+    step = parse_react_reply(reply, [convert.spec])
+    assert step.arguments == {"from_currency": "USD", "to_currency": "CAD"}
+    assert step.note == (
+        "Note: the Action Input was wrapped like a schema; its values were used, but amount had a schema "
+        "instead of a value and was left out."
+    )
+
+
+def test_a_copied_schema_without_values_is_a_format_error() -> None:
+    reply = (
+        'Action: get_rate\nAction Input: {"type": "object", "properties": {"currency": {"type": "string"}}}'
+    )
+    step = parse_react_reply(reply, [get_rate.spec])
+    assert (step.kind, step.problem) == (
+        "invalid",
+        'the Action Input was a JSON Schema, not the arguments. Write a JSON object like {"currency": '
+        '"<currency>"} with the real values from the question in place of the placeholders.',
+    )
+
+
+def test_wrapper_shaped_arguments_are_kept_when_they_are_the_tools_own_parameters() -> None:
+    @tool
+    def define(type: str, properties: dict[str, Any]) -> str:
+        """Define a thing."""
+        return type
+
+    reply = 'Action: define\nAction Input: {"type": "object", "properties": {"a": 1}}'
+    assert parse_react_reply(reply, [define.spec]).arguments == {"type": "object", "properties": {"a": 1}}
+    # inner keys that are not the tool's parameters: not a wrapper of its arguments, left as written
+    reply = 'Action: add\nAction Input: {"type": "object", "properties": {"x": 1}}'
+    assert parse_react_reply(reply, [add.spec]).arguments == {"type": "object", "properties": {"x": 1}}
+
+
+@pytest.mark.parametrize(
+    "action_input",
+    [
+        '{"currency": "<currency>"}',
+        "<currency>",
+        '{"type": "object", "properties": {"currency": "<currency>"}}',
+    ],
+)
+def test_a_copied_placeholder_is_a_format_error(action_input: str) -> None:
+    step = parse_react_reply(f"Action: get_rate\nAction Input: {action_input}", [get_rate.spec])
+    assert (step.kind, step.problem) == (
+        "invalid",
+        'the Action Input kept the example\'s placeholder "<currency>". Write a JSON object like '
+        '{"currency": "<currency>"} with the real values from the question in place of the placeholders.',
+    )
+
+
+@pytest.mark.parametrize(
+    "action_input",
+    [
+        "the tool's arguments as one JSON object",
+        "the tool's JSON object, like its example above, with the real values from the question",
+    ],
+)
+async def test_the_formats_own_text_as_action_input_becomes_a_format_observation(action_input: str) -> None:
+    llm = Scripted([f"Action: add\nAction Input: {action_input}", "Final Answer: hello"])
+    result = await run_react(make_agent(llm), "Say hello.")
+    assert result.final_answer == "hello"
+    assert [c.name for c in result.tool_calls()] == [FORMAT_ERROR_TOOL]
+    assert last_user_text(llm.requests[1]).startswith(
+        "Observation: Your reply could not be used: the Action Input was the format's own text. "
+        'Write a JSON object like {"a": 0, "b": 0}'
+    )
+
+
+async def test_a_final_answer_copied_from_the_format_is_a_format_error() -> None:
+    llm = Scripted(["Final Answer: Your reply to the user.", "Final Answer: Hello there!"])
+    result = await run_react(make_agent(llm), "Say hello.")
+    assert result.final_answer == "Hello there!"
+    assert last_user_text(llm.requests[1]).startswith(
+        "Observation: Your reply could not be used: the Final Answer was the format's placeholder text; "
+        "write the real answer."
+    )

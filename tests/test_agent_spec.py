@@ -338,7 +338,8 @@ async def test_run_spec_react() -> None:
     result = await built.run("42 USD to CAD?")
     assert (result.outcome, result.final_answer) == ("answered", "131.95 CAD")
     assert llm.requests[0].tools == []
-    assert "- convert_currency: Convert from one currency to another." in llm.requests[0].messages[0].text
+    signature = "- convert_currency(from_currency: string, to_currency: string, amount: number) - Convert"
+    assert signature in llm.requests[0].messages[0].text
 
 
 FLOW_SPEC = {

@@ -46,26 +46,28 @@ FORMAT_ERROR_TOOL = "react_format_error"
 
 DEFAULT_PERSONA = "You are a helpful assistant."
 
-REACT_FORMAT = """Answer in this format:
+ACTION_INPUT_HINT = "the tool's JSON object, like its example above, with the real values from the question"
 
-Thought: what you need to do next
-Action: the name of one tool, exactly as listed above ({names})
-Action Input: the tool's arguments as one JSON object
-Observation: the tool's result (it is given to you; never write it yourself)
-... (Thought, Action, Action Input and Observation can repeat)
-Thought: I now know the final answer
-Final Answer: the answer to the user's question
+REACT_FORMAT = """If no tool is needed (a greeting, small talk, a question you can answer),
+write "Final Answer:" and then your answer.
 
-Use only the tools listed above, one per Action. If no tool is needed, write the Final Answer directly."""
+To use a tool, reply with these three lines and stop:
+Thought: why you need the tool
+Action: one tool name ({names})
+Action Input: {hint}
+The tool's result then comes back as "Observation:" (never write it yourself). After it, use another tool
+the same way, or write "Final Answer:" and then your answer."""
 
 FORMAT_REMINDER = """Your reply could not be used: {problem}
-Reply either with
-Thought: what you need to do next
-Action: one of {names}
-Action Input: the tool's arguments as one JSON object
-or with
-Thought: I now know the final answer
-Final Answer: the answer to the user's question"""
+Reply either with "Final Answer:" and then your answer, or with
+Thought: why you need the tool
+Action: one tool name ({names})
+Action Input: {hint}"""
+
+_FINAL_PLACEHOLDERS = frozenset(
+    {"your answer", "your reply to the user", "the answer to the user's question", "then your answer"}
+)
+"""Final answers that are the format's own words (a small model copies them instead of answering)."""
 
 TOOL_ERROR_HINT = (
     "(The action failed. Fix the Action Input or choose another action; do not invent a result. If you "
@@ -74,7 +76,6 @@ TOOL_ERROR_HINT = (
 REQUIRED_TOOL_HINT = "Use a tool (an Action) before you give the Final Answer."
 
 _RENDERED_REPLY_CHARS = 1000
-_UNHELPFUL_SCHEMA_KEYS = {"title", "additionalProperties"}
 
 # ------------------------------------------------------------------------------------------- parsing
 
@@ -194,6 +195,9 @@ def _step_from_segments(reply: str, segments: list[_Segment], tools: Sequence[To
             return _action_step(line, input_text, tools, thought)
     if final_at is not None:
         answer = _clean_answer(segments[final_at].text)
+        if " ".join(re.findall(r"[a-z']+", answer.lower())) in _FINAL_PLACEHOLDERS:
+            problem = "the Final Answer was the format's placeholder text; write the real answer."
+            return ReactStep(kind="invalid", thought=thought, problem=problem)
         if answer:
             return ReactStep(kind="final", thought=thought, answer=answer)
         return ReactStep(kind="invalid", thought=thought, problem="the Final Answer was empty.")
@@ -258,14 +262,17 @@ def _action_step(
             f"(not {', '.join(others)}). Use the others in later steps if you still need them."
         )
     name = chosen.name if chosen is not None else candidates[0]
-    arguments, unparsed = _parse_arguments(input_text or "", chosen)
+    parsed = _parse_arguments(input_text or "", chosen)
+    if parsed.problem is not None:
+        return ReactStep(kind="invalid", thought=thought, action=name, problem=parsed.problem)
+    notes = [text for text in (note, parsed.note) if text]
     return ReactStep(
         kind="action",
         thought=thought,
         action=name,
-        arguments=arguments,
-        unparsed_arguments=unparsed,
-        note=note,
+        arguments=parsed.arguments,
+        unparsed_arguments=parsed.unparsed,
+        note="\n".join(notes) or None,
     )
 
 
@@ -320,24 +327,154 @@ def _resolve_tool(candidate: str, tools: Sequence[ToolSpec]) -> ToolSpec | None:
 # ----------------------------------------------------------------------------------------- arguments
 
 
-def _parse_arguments(text: str, spec: ToolSpec | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The arguments an Action Input describes, or (None, raw text) when they cannot be read."""
+@dataclass(frozen=True)
+class _ParsedArguments:
+    """What an Action Input gave: arguments, or the raw text when unreadable, or a `problem` that makes the
+    whole reply a format error (a copied placeholder or schema); `note` tells the model what was repaired."""
+
+    arguments: dict[str, Any] | None = None
+    unparsed: str | None = None
+    problem: str | None = None
+    note: str | None = None
+
+
+def _parse_arguments(text: str, spec: ToolSpec | None) -> _ParsedArguments:
+    """The arguments an Action Input describes, or the raw text when they cannot be read."""
     raw = text.strip()
     body = _unfenced(raw)
     if body.lower().rstrip(".") in _NO_INPUT:
-        return {}, None
+        return _ParsedArguments(arguments={})
+    if _copied_from_format(body):
+        return _ParsedArguments(problem=_copied_problem("the Action Input was the format's own text", spec))
     value = _first_json_object(body)
     if value is not None:
-        return value, None
+        return _checked_object(value, spec)
     properties = _properties(spec)
     pairs = _key_value_pairs(body, properties)
     if pairs:
-        return pairs, None
+        return _checked_object(pairs, spec)
     single = _single_parameter(spec)
     if single is not None:
         name, schema = single
-        return {name: _coerce(_unquoted(body), schema)}, None
-    return None, raw
+        return _checked_object({name: _coerce(_unquoted(body), schema)}, spec)
+    return _ParsedArguments(unparsed=raw)
+
+
+def _checked_object(value: dict[str, Any], spec: ToolSpec | None) -> _ParsedArguments:
+    """Unwrap a copied schema wrapper; reject copied placeholders and copied schemas."""
+    note = None
+    unwrapped = _unwrapped_schema_copy(value, spec)
+    if unwrapped is not None:
+        value, note = unwrapped
+        if not value:
+            return _ParsedArguments(
+                problem=_copied_problem("the Action Input was a JSON Schema, not the arguments", spec)
+            )
+    copied = _copied_placeholders(value, spec)
+    if copied:
+        reason = f"the Action Input kept the example's placeholder {', '.join(copied)}"
+        return _ParsedArguments(problem=_copied_problem(reason, spec))
+    return _ParsedArguments(arguments=value, note=note)
+
+
+def _copied_problem(reason: str, spec: ToolSpec | None) -> str:
+    if spec is None:
+        return f"{reason}; write the tool's arguments with real values from the question."
+    return (
+        f"{reason}. Write a JSON object like {action_input_example(spec)} with the real values from "
+        "the question in place of the placeholders."
+    )
+
+
+def _normalized_words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+_FORMAT_PHRASES = tuple(
+    _normalized_words(line) for line in (ACTION_INPUT_HINT, "the tool's arguments as one JSON object")
+)
+
+
+def _copied_from_format(text: str) -> bool:
+    """Whether an Action Input is (most of) the format's description of one rather than arguments."""
+    words = _normalized_words(text)
+    return len(words) >= 12 and any(words in phrase or phrase in words for phrase in _FORMAT_PHRASES)
+
+
+def _copied_placeholders(value: Any, spec: ToolSpec | None) -> list[str]:
+    """The `<name>` placeholders from the prompt's example that a model copied instead of real values."""
+    placeholders = {f"<{name}>" for name in _properties(spec)}
+    found: list[str] = []
+
+    def visit(item: Any) -> None:
+        if isinstance(item, str) and item.strip() in placeholders and item.strip() not in found:
+            found.append(item.strip())
+        elif isinstance(item, dict):
+            for inner in item.values():
+                visit(inner)
+        elif isinstance(item, list):
+            for inner in item:
+                visit(inner)
+
+    visit(value)
+    return [_json(text) for text in found]
+
+
+_SCHEMA_KEYWORDS = frozenset(
+    {
+        "$schema", "$id", "$defs", "definitions", "title", "description", "type", "properties", "required",
+        "additionalProperties", "items", "enum", "const", "default", "anyOf", "oneOf", "allOf", "$ref",
+        "format", "minimum", "maximum", "minLength", "maxLength", "pattern", "examples",
+    }
+)  # fmt: skip
+_SCHEMA_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
+
+
+def _looks_like_schema(value: Any) -> bool:
+    """A dict made only of JSON Schema keywords that names a type (or an enum, a reference, alternatives)."""
+    if not isinstance(value, dict) or not value or not set(value) <= _SCHEMA_KEYWORDS:
+        return False
+    kind = value.get("type")
+    names_type = kind in _SCHEMA_TYPES or (
+        isinstance(kind, list) and bool(kind) and set(kind) <= _SCHEMA_TYPES
+    )
+    return names_type or bool(set(value) & {"enum", "anyOf", "oneOf", "$ref", "properties"})
+
+
+def _unwrapped_schema_copy(
+    value: dict[str, Any], spec: ToolSpec | None
+) -> tuple[dict[str, Any], str | None] | None:
+    """`{"type": "object", "properties": {"city": "Paris"}}` -> `{"city": "Paris"}`, for a model that copied
+    the schema's wrapper around its arguments. Only when the wrapper is made of schema keywords that are not
+    the tool's own parameters, and its properties are the tool's parameters. Properties that are themselves
+    schemas carry no value: they are dropped, and the note says so (an empty result means a copied schema)."""
+    properties = _properties(spec)
+    inner = value.get("properties")
+    if not isinstance(inner, dict) or not inner or not properties:
+        return None
+    if not set(value) <= _SCHEMA_KEYWORDS or set(value) <= set(properties):
+        return None
+    if value.get("type", "object") != "object" or not set(inner) <= set(properties):
+        return None
+    arguments: dict[str, Any] = {}
+    dropped: list[str] = []
+    for name, item in inner.items():
+        if _looks_like_schema(item) and not _expects_object(properties[name], spec):
+            dropped.append(name)
+        else:
+            arguments[name] = item
+    if not dropped or not arguments:
+        return arguments, None
+    note = (
+        "Note: the Action Input was wrapped like a schema; its values were used, but "
+        f"{', '.join(dropped)} had a schema instead of a value and was left out."
+    )
+    return arguments, note
+
+
+def _expects_object(schema: Any, spec: ToolSpec | None) -> bool:
+    resolved = _resolved(schema, spec.parameters if spec is not None else {})
+    return isinstance(resolved, dict) and resolved.get("type") == "object"
 
 
 def _unfenced(text: str) -> str:
@@ -463,32 +600,132 @@ def _as_text(value: Any) -> str:
 # --------------------------------------------------------------------------------------- rendering
 
 
-def compact_schema(parameters: dict[str, Any]) -> str:
-    """A tool's argument schema as short JSON (prompt tokens are the cost on a CPU): no whitespace, and
-    without `title` and `additionalProperties`, which tell a model nothing it needs to write a call."""
-    return json.dumps(_compacted(parameters), ensure_ascii=False, separators=(",", ":"))
+def tool_signature(spec: ToolSpec) -> str:
+    """A tool as one line a small model imitates: `name(a: string, b: "x" | "y" = "x") - description`.
+
+    Shown instead of the JSON Schema, which the 0.5B model copied into its Action Input (arguments one level
+    too deep); optional parameters show their default, or "(optional)" when they have none.
+    """
+    parameters = spec.parameters
+    required = _required(spec)
+    rendered = []
+    for name, schema in _properties(spec).items():
+        text = f"{name}: {_type_text(schema, parameters)}"
+        if name not in required:
+            has_default = isinstance(schema, dict) and "default" in schema
+            text += f" = {_json(schema['default'])}" if has_default else " (optional)"
+        rendered.append(text)
+    description = " ".join(spec.description.split()) or "(no description)"
+    return f"{spec.name}({', '.join(rendered)}) - {description}"
 
 
-def _compacted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _compacted(item) for key, item in value.items() if key not in _UNHELPFUL_SCHEMA_KEYS}
-    if isinstance(value, list):
-        return [_compacted(item) for item in value]
-    return value
+def action_input_example(spec: ToolSpec) -> str:
+    """The Action Input a call of `spec` looks like: its own parameter names (the required ones, or the first
+    one when none is required) with placeholder values of the right JSON type, never a schema."""
+    properties = _properties(spec)
+    required = _required(spec)
+    names = [name for name in properties if name in required] or list(properties)[:1]
+    example = {name: _placeholder(name, properties[name], spec.parameters) for name in names}
+    return _json(example)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _required(spec: ToolSpec | None) -> set[str]:
+    required = spec.parameters.get("required", []) if spec is not None else []
+    return {name for name in required if isinstance(name, str)} if isinstance(required, list) else set()
+
+
+def _resolved(schema: Any, root: Mapping[str, Any]) -> Any:
+    """`schema` with a local `$ref` (`#/$defs/Unit`, as pydantic writes enums and models) looked up."""
+    for _ in range(8):  # a bound on reference chains
+        ref = schema.get("$ref") if isinstance(schema, dict) else None
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            return schema
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            return {}
+        schema = target
+    return schema
+
+
+def _alternatives(schema: dict[str, Any]) -> list[Any] | None:
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            return options
+    return None
+
+
+def _type_text(schema: Any, root: Mapping[str, Any]) -> str:
+    """A parameter's type in signature form: `string`, `number`, `"a" | "b"`, `string[]`, `object`."""
+    schema = _resolved(schema, root)
+    if not isinstance(schema, dict):
+        return "any"
+    if "const" in schema:
+        return _json(schema["const"])
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return " | ".join(_json(value) for value in schema["enum"])
+    options = _alternatives(schema)
+    if options is not None:
+        return " | ".join(dict.fromkeys(_type_text(option, root) for option in options))
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return " | ".join(dict.fromkeys(_type_text({**schema, "type": item}, root) for item in kind))
+    if kind == "array":
+        item = _type_text(schema.get("items", {}), root)
+        return f"({item})[]" if " | " in item else f"{item}[]"
+    return kind if isinstance(kind, str) else "any"
+
+
+def _placeholder(name: str, schema: Any, root: Mapping[str, Any]) -> Any:
+    """An example value of the parameter's JSON type; strings are `<name>`, which the parser rejects when a
+    model copies it instead of writing a real value."""
+    schema = _resolved(schema, root)
+    if not isinstance(schema, dict):
+        return f"<{name}>"
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    options = _alternatives(schema)
+    kind = schema.get("type")
+    if options is not None:
+        usable = [o for o in options if _resolved(o, root) != {"type": "null"}] or options
+        return _placeholder(name, usable[0], root)
+    if isinstance(kind, list):
+        kind = next((item for item in kind if item != "null"), "string")
+    if kind == "integer":
+        return 0
+    if kind == "number":
+        return 0.0
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return [_placeholder(name, schema.get("items", {}), root)]
+    if kind == "object":
+        return {}
+    return f"<{name}>"
 
 
 def react_system_prompt(
     instructions: str, tools: Sequence[ToolSpec], tool_choice: ToolChoice = "auto"
 ) -> str:
-    """The system prompt of a ReAct turn: the agent's instructions, the tools and the reply format."""
+    """The system prompt of a ReAct turn: the agent's instructions, the tools as signatures with an example
+    Action Input each, and the reply format (the Final Answer path first, so small talk takes it)."""
     persona = instructions.strip() or DEFAULT_PERSONA
     if not tools:
         return persona
     lines = [persona, "", "You can use these tools:"]
     for spec in tools:
-        description = spec.description.strip() or "(no description)"
-        lines.append(f"- {spec.name}: {description} Arguments: {compact_schema(spec.parameters)}")
-    lines += ["", REACT_FORMAT.format(names=", ".join(spec.name for spec in tools))]
+        lines.append(f"- {tool_signature(spec)}")
+        lines.append(f"  Action Input example: {action_input_example(spec)}")
+    names = ", ".join(spec.name for spec in tools)
+    lines += ["", REACT_FORMAT.format(names=names, hint=ACTION_INPUT_HINT)]
     if tool_choice == "required":
         lines += ["", REQUIRED_TOOL_HINT]
     return "\n".join(lines)
@@ -548,7 +785,8 @@ def _observation(message: Message, notes: dict[str, str]) -> str:
 
 def format_reminder(problem: str, tool_names: Sequence[str]) -> str:
     """The observation a reply that could not be parsed gets: what was wrong, and the format again."""
-    return FORMAT_REMINDER.format(problem=problem, names=", ".join(tool_names) or "(no tools)")
+    names = ", ".join(tool_names) or "(no tools)"
+    return FORMAT_REMINDER.format(problem=problem, names=names, hint=ACTION_INPUT_HINT)
 
 
 # ------------------------------------------------------------------------------------ the protocol
@@ -746,7 +984,7 @@ __all__ = [
     "ReactProtocolLLM",
     "ReactRunner",
     "ReactStep",
-    "compact_schema",
+    "action_input_example",
     "format_reminder",
     "parse_react_reply",
     "react_agent",
@@ -754,4 +992,5 @@ __all__ = [
     "render_react_messages",
     "run_react",
     "stream_react",
+    "tool_signature",
 ]
