@@ -6,6 +6,9 @@ import threading
 from typing import Annotated, Any, Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from pydantic import BaseModel, Field
 
 from fncall.tools import (
@@ -18,6 +21,7 @@ from fncall.tools import (
     self_contained_schema,
     tool,
 )
+from fncall.tools.function_tool import _plain_shape
 from fncall.types import ToolSpec
 
 
@@ -517,3 +521,36 @@ async def test_field_as_default_value() -> None:
         "additionalProperties": False,
     }
     assert await page.invoke({}) == {"limit": 5, "tags": []}
+
+
+_FLAT_TYPES = st.sampled_from(["string", "integer", "number", "boolean", "null", "array", "object"])
+_FLAT_SCHEMAS = st.fixed_dictionaries(
+    {
+        "type": st.just("object"),
+        "properties": st.dictionaries(
+            st.sampled_from(["a", "b", "c"]), st.builds(lambda t: {"type": t}, _FLAT_TYPES)
+        ),
+    },
+    optional={
+        "required": st.lists(st.sampled_from(["a", "b", "c"]), unique=True),
+        "additionalProperties": st.booleans(),
+    },
+)
+_JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=500)
+@given(_FLAT_SCHEMAS, st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), _JSON_VALUES))
+def test_the_fast_argument_check_never_accepts_what_jsonschema_rejects(schema: dict, arguments: dict) -> None:
+    """The executor's shortcut for flat schemas may only say "surely valid" when jsonschema agrees."""
+    shape = _plain_shape(schema)
+    if shape is not None and shape.surely_accepts(arguments):
+        assert Draft202012Validator(schema).is_valid(arguments)

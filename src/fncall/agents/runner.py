@@ -327,6 +327,10 @@ class Runner:
                 async for delta in self._stream_llm(state, request, assembler):
                     yield AgentTextDeltaEvent(step=step, text=delta)
                 completion = assembler.completion
+            elif state.deadline is None:
+                completion = await state.agent.llm.complete(
+                    request.messages, request.tools, request.tool_choice, request.params
+                )
             else:
                 async with asyncio.timeout_at(state.deadline):
                     completion = await state.agent.llm.complete(
@@ -512,8 +516,9 @@ class Runner:
             if not self.counts_against_budget(call):
                 refusals.append(None)
                 continue
-            state.call_counts[call.signature()] += 1
-            count = state.call_counts[call.signature()]
+            signature = call.signature()
+            count = state.call_counts[signature] + 1
+            state.call_counts[signature] = count
             if agent.loop_limit is not None and count > agent.loop_limit:
                 persisting = persisting or call
                 refusals.append(_refusal(call, "Not executed: this exact call was repeated after a warning."))
@@ -558,18 +563,16 @@ class Runner:
         if not calls:
             return []
         agent = state.agent
-        executor = self.tool_executor(agent)
+        if state.executor is None:
+            state.executor = self.tool_executor(agent)
+        executor = state.executor
+        if len(calls) == 1:
+            return [await self._execute_one(state, executor, calls[0])]
         semaphore = asyncio.Semaphore(agent.max_concurrency if agent.parallel_tool_calls else 1)
 
         async def run_one(call: ToolCall) -> tuple[ToolResult, datetime, float]:
             async with semaphore:
-                started_at = datetime.now(UTC)
-                clock = time.perf_counter()
-                try:
-                    result = (await executor.run_calls([call]))[0]
-                except Exception as exc:  # the executor promises not to raise; a bug must not end the run
-                    result = _refusal(call, f"The tool {call.name} failed: {_describe(exc)}")
-                return result, started_at, time.perf_counter() - clock
+                return await _run_on(executor, call)
 
         phase_started_at = datetime.now(UTC)
         phase_clock = time.perf_counter()
@@ -598,6 +601,27 @@ class Runner:
             else:
                 outcomes.append(task.result())
         return outcomes
+
+    async def _execute_one(
+        self, state: RunState, executor: ToolExecutor, call: ToolCall
+    ) -> tuple[ToolResult, datetime, float]:
+        """`_execute` for a turn of one call: awaited in place, no task, under the run's deadline if any."""
+        if state.deadline is None:
+            return await _run_on(executor, call)
+        phase_started_at = datetime.now(UTC)
+        phase_clock = time.perf_counter()
+        deadline = asyncio.timeout_at(state.deadline)
+        try:
+            async with deadline:
+                return await _run_on(executor, call)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+        state.stop(
+            "timeout", _timeout_reason(state.agent), error="the run's time limit ran out during tool calls"
+        )
+        message = f"Cancelled: the run's time limit ran out while {call.name} was running."
+        return _refusal(call, message), phase_started_at, time.perf_counter() - phase_clock
 
     async def _conclude(self, state: RunState, streaming: bool) -> AsyncGenerator[RunEvent, None]:
         """Ends a run that did not answer: an error event, then (for spent step, call and loop budgets) a
@@ -637,6 +661,17 @@ class _CompletionAssembler(StreamAssembler):
             return self._finished
         message = self.message()
         return Completion(message=message, finish_reason="tool_calls" if message.tool_calls else "stop")
+
+
+async def _run_on(executor: ToolExecutor, call: ToolCall) -> tuple[ToolResult, datetime, float]:
+    """One call through `executor`, with when it started and how long it took."""
+    started_at = datetime.now(UTC)
+    clock = time.perf_counter()
+    try:
+        result = (await executor.run_calls([call]))[0]
+    except Exception as exc:  # the executor promises not to raise; a bug must not end the run
+        result = _refusal(call, f"The tool {call.name} failed: {_describe(exc)}")
+    return result, started_at, time.perf_counter() - clock
 
 
 async def _drain(events: RunStream) -> RunResult:

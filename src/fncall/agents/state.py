@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -20,6 +20,9 @@ from fncall.agents.agent import Agent
 from fncall.agents.result import Outcome, PendingCall, RunResult, Step
 from fncall.errors import InvalidRequestError
 from fncall.types import GenerationParams, Message, ToolChoice, ToolResult, ToolSpec, Usage
+
+if TYPE_CHECKING:
+    from fncall.tools import ToolExecutor
 
 StepCallback = Callable[["RunState", Step], Awaitable[Any] | None]
 """Called after each recorded step, like `Runner.on_step_finished`; may be sync or async. A memory
@@ -86,6 +89,8 @@ class RunState:
     turn_results: list[ToolResult] = field(default_factory=list)
     on_step: StepCallback | None = None
     result: RunResult | None = None
+    executor: ToolExecutor | None = field(default=None, repr=False)
+    """Built by `Runner.tool_executor` at the first tool turn; the later turns of the run reuse it."""
 
     def start_clock(self) -> None:
         """Fix the wall-clock deadline in the event loop's time, the clock asyncio.timeout_at() reads. Time

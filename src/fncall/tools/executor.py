@@ -58,7 +58,10 @@ class ToolExecutor:
         self._slots = asyncio.Semaphore(max_concurrency)
 
     async def run_calls(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
-        """Run calls concurrently (bounded by max_concurrency); results come in the order of the calls."""
+        """Run calls concurrently (bounded by max_concurrency); results come in the order of the calls.
+        A single call is awaited in place: a gather would only add tasks and event-loop turns."""
+        if len(calls) == 1:
+            return [await self.run_call(calls[0])]
         return list(await asyncio.gather(*(self.run_call(call) for call in calls)))
 
     async def run_call(self, call: ToolCall) -> ToolResult:
@@ -97,12 +100,15 @@ class ToolExecutor:
         self, selected: Tool, call: ToolCall, args: list[Any], kwargs: dict[str, Any]
     ) -> ToolResult:
         timeout_s = selected.timeout_s if selected.timeout_s is not None else self.default_timeout_s
-        deadline = asyncio.timeout(timeout_s)
+        deadline = asyncio.timeout(timeout_s) if timeout_s is not None else None
         try:
-            async with deadline:
+            if deadline is None:
                 value = await selected.call_bound(args, kwargs)
+            else:
+                async with deadline:
+                    value = await selected.call_bound(args, kwargs)
         except TimeoutError as error:
-            if deadline.expired():
+            if deadline is not None and deadline.expired():
                 return _error(
                     call,
                     ToolErrorKind.TIMEOUT,

@@ -20,6 +20,19 @@ from fncall.types import ToolSpec
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_PROBLEM_CHARS = 300
 
+# JSON Schema `type` -> the Python types that certainly match it (bool is never a number here, as in JSON).
+_PLAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+_ANNOTATION_KEYWORDS = frozenset({"title", "description", "default", "examples"})  # never validated
+_FAST_OBJECT_KEYWORDS = frozenset({"type", "properties", "required", "additionalProperties"}) | (
+    _ANNOTATION_KEYWORDS
+)
+
 
 class Tool:
     """A function a model can call: its spec, the callable and how it may be run.
@@ -66,6 +79,7 @@ class Tool:
         self._validator = Draft202012Validator(
             spec.parameters, format_checker=Draft202012Validator.FORMAT_CHECKER
         )
+        self._plain_shape = _plain_shape(spec.parameters)
 
     # ------------------------------------------------------------------------------------ construction
 
@@ -141,6 +155,8 @@ class Tool:
 
         Strings are not coerced: "42" where a number is expected is reported, so the model learns the type.
         """
+        if self._plain_shape is not None and self._plain_shape.surely_accepts(arguments):
+            return []
         errors = sorted(
             self._validator.iter_errors(dict(arguments)),
             key=lambda error: (json_path(error.absolute_path), error.message),
@@ -225,6 +241,57 @@ def tool(
         )
 
     return decorate if fn is None else decorate(fn)
+
+
+class _PlainShape:
+    """A flat object schema of plain-typed properties, checked without jsonschema's machinery.
+
+    Argument validation runs on every tool call, and jsonschema's general walk costs more than the rest of
+    the call. For schemas this simple (what `@tool` makes from ints, strs, floats and bools) an exact type
+    check says "valid" much faster; anything it does not accept goes to jsonschema, which stays the judge
+    and writes the error messages.
+    """
+
+    def __init__(self, types: dict[str, tuple[type, ...]], required: frozenset[str], closed: bool) -> None:
+        self.types = types
+        self.required = required
+        self.closed = closed
+
+    def surely_accepts(self, arguments: Mapping[str, Any]) -> bool:
+        if not isinstance(arguments, dict) or not self.required.issubset(arguments):
+            return False
+        for name, value in arguments.items():
+            allowed = self.types.get(name)
+            if allowed is None:
+                if self.closed:
+                    return False
+                continue
+            if type(value) not in allowed:
+                return False
+        return True
+
+
+def _plain_shape(schema: Mapping[str, Any]) -> _PlainShape | None:
+    """The schema as a _PlainShape, or None when it uses anything beyond plain property types."""
+    if not _FAST_OBJECT_KEYWORDS.issuperset(schema) or schema.get("type") != "object":
+        return None
+    properties = schema.get("properties", {})
+    required = schema.get("required", [])
+    closed = schema.get("additionalProperties", True)
+    if not isinstance(properties, dict) or not isinstance(required, list) or not isinstance(closed, bool):
+        return None
+    types: dict[str, tuple[type, ...]] = {}
+    for name, subschema in properties.items():
+        if not isinstance(subschema, dict) or not ({"type"} | _ANNOTATION_KEYWORDS).issuperset(subschema):
+            return None
+        kind = subschema.get("type")
+        allowed = _PLAIN_TYPES.get(kind) if isinstance(kind, str) else None
+        if allowed is None:
+            return None
+        types[name] = allowed
+    if not all(isinstance(name, str) for name in required):
+        return None
+    return _PlainShape(types, frozenset(required), not closed)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
