@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 from fncall.errors import ConfigError, InvalidRequestError, OverloadedError
+from fncall.llms.answering.facts import invented_numbers, states_failure
 from fncall.llms.base import LLM, StreamAssembler, collect_stream
 from fncall.llms.local import LocalLLM, from_spec
 from fncall.types import (
@@ -141,6 +142,68 @@ async def test_second_step_reuses_the_first_steps_prompt(qwen: LocalLLM) -> None
     assert evaluated <= second.usage.prompt_tokens - first_prompt + 5
 
 
+# ----------------------------------------------------------------------------- after the tool result
+
+SEED_CALL = ToolCall(
+    id="call_seed",
+    name="convert_currency",
+    arguments={"from_currency": "USD", "to_currency": "CAD", "amount": 42},
+)
+SEED_RESULT = '{"from_currency":"USD","to_currency":"CAD","converted_amount":131.95}'
+SEED_ROUND = [
+    Message.system("You are a helpful assistant."),
+    *QUERY,
+    Message.assistant(None, [SEED_CALL]),  # content null, as OpenAI clients send it
+    Message(role="tool", content=SEED_RESULT, tool_call_id="call_seed", name="convert_currency"),
+]
+
+
+def _assert_grounded_prose(text: str) -> None:
+    assert "131.95" in text
+    assert "{" not in text and "<tool_call>" not in text
+
+
+@pytest.mark.model
+async def test_after_the_seed_result_the_answer_states_131_95(qwen: LocalLLM) -> None:
+    completion = await qwen.complete(SEED_ROUND, [WEATHER, CONVERT])
+    assert completion.message.tool_calls == []
+    assert completion.finish_reason == "stop"
+    _assert_grounded_prose(completion.message.text)
+    assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
+
+
+@pytest.mark.model
+async def test_the_streamed_answer_after_the_seed_result_is_text_deltas_that_state_131_95(
+    qwen: LocalLLM,
+) -> None:
+    events = await _events(qwen, SEED_ROUND, [WEATHER, CONVERT])
+    assert isinstance(events[-1], FinishEvent)
+    assert events[:-1] and all(isinstance(event, TextDeltaEvent) for event in events[:-1])
+    streamed = "".join(event.text for event in events[:-1] if isinstance(event, TextDeltaEvent))
+    assert streamed == events[-1].completion.message.content
+    _assert_grounded_prose(streamed)
+    completed = await qwen.complete(SEED_ROUND, [WEATHER, CONVERT])
+    assert completed.message.content == streamed  # greedy: stream and complete agree
+
+
+@pytest.mark.model
+async def test_after_a_tool_error_the_answer_says_it_failed_and_invents_no_value(qwen: LocalLLM) -> None:
+    messages = [
+        *SEED_ROUND[:-1],
+        Message(role="tool", content="Error: unsupported currency code: CAD", tool_call_id="call_seed"),
+    ]
+    completion = await qwen.complete(messages, [CONVERT])
+    text = completion.message.text
+    assert states_failure(text)
+    assert invented_numbers(text, "42 USD CAD") == []
+
+
+@pytest.mark.model
+def test_the_answer_policy_can_be_switched_off_by_spec(smol: LocalLLM) -> None:
+    assert from_spec("smollm2-135m?n_ctx=2048").answer_policy is not None
+    assert from_spec("smollm2-135m?n_ctx=2048&answer_policy=off").answer_policy is None
+
+
 # ----------------------------------------------------------------------------- tiny model
 
 
@@ -247,3 +310,5 @@ def test_from_spec_rejects_unknown_options_and_bad_numbers() -> None:
         from_spec("smollm2-135m?colour=red")
     with pytest.raises(ConfigError, match="whole number"):
         from_spec("smollm2-135m?n_ctx=big")
+    with pytest.raises(ConfigError, match="on or off"):
+        from_spec("smollm2-135m?answer_policy=maybe")

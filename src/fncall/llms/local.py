@@ -2,13 +2,16 @@
 (where the policy says so) constrained by a grammar.
 
 One path serves both `stream` and `complete` (complete collects the stream), so the two give the same
-result for the same seed. Generation runs on the model's own thread behind a bounded queue.
+result for the same seed. Generation runs on the model's own thread behind a bounded queue. When a
+conversation ends with tool results, the answer policy (`fncall.llms.answering`) decides what the reply is:
+small local models otherwise repeat the call or echo the result as JSON.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from fncall.engine.model import Generation, LocalModel, SamplingSettings
 from fncall.engine.models import MODELS, resolve
 from fncall.engine.queue import GenerationQueue
 from fncall.errors import ConfigError
+from fncall.llms.answering import AnswerPolicy
 from fncall.llms.base import BaseLLM, StreamAssembler
 from fncall.types import (
     Completion,
@@ -100,6 +104,8 @@ class LocalLLM(BaseLLM):
     Off by default: measured on Qwen 0.5B it turned hallucinated calls (dropped by the lenient parser)
     into real wrong ones; the BFCL evaluation decides the default. `required` and named choices are
     always constrained. `default_temperature` applies when a request sets none (0 = greedy).
+    `answer_policy`: how to answer after tool results (True: the default AnswerPolicy, False: the raw
+    model, as the evaluation's baseline).
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class LocalLLM(BaseLLM):
         default_temperature: float = 0.0,
         default_max_tokens: int = 1024,
         call_opener: str = "layout",
+        answer_policy: AnswerPolicy | bool = True,
     ) -> None:
         self.local_model = model
         self.queue = queue or GenerationQueue()
@@ -119,6 +126,9 @@ class LocalLLM(BaseLLM):
         self.default_temperature = default_temperature
         self.default_max_tokens = default_max_tokens
         self.call_opener = call_opener
+        self.answer_policy: AnswerPolicy | None = (
+            AnswerPolicy() if answer_policy is True else answer_policy or None
+        )
 
     @classmethod
     def load(
@@ -130,10 +140,17 @@ class LocalLLM(BaseLLM):
         n_threads: int | None = None,
         constrain_auto: bool = False,
         default_temperature: float = 0.0,
+        answer_policy: AnswerPolicy | bool = True,
     ) -> LocalLLM:
         """A backend over `model` (None: the default alias, an alias, a GGUF path), loaded once a process."""
         local_model, queue = load_engine(model, n_ctx=n_ctx, chat_format=chat_format, n_threads=n_threads)
-        return cls(local_model, queue, constrain_auto=constrain_auto, default_temperature=default_temperature)
+        return cls(
+            local_model,
+            queue,
+            constrain_auto=constrain_auto,
+            default_temperature=default_temperature,
+            answer_policy=answer_policy,
+        )
 
     # ------------------------------------------------------------------------------ the protocol
 
@@ -144,6 +161,22 @@ class LocalLLM(BaseLLM):
         tool_choice: ToolChoice = "auto",
         params: GenerationParams | None = None,
     ) -> AsyncIterator[StreamEvent]:
+        if self.answer_policy is None:
+            events = self.generate(messages, tools, tool_choice, params)
+        else:
+            events = self.answer_policy.stream(self.generate, messages, tools, tool_choice, params)
+        async with aclosing(events):
+            async for event in events:
+                yield event
+
+    async def generate(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        params: GenerationParams | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """One generation of the model, no answer policy: the prompt, the (constrained) tokens, the parse."""
         params = params or GenerationParams()
         chat_format = self.local_model.chat_format
         plan = plan_constraint(
@@ -283,14 +316,14 @@ def _finish_reason(message: Message, outcome: _Outcome | None) -> FinishReason:
 
 def from_spec(rest: str) -> LocalLLM:
     """`local:`, `local:ALIAS`, `local:/path/model.gguf`, each with optional `?n_ctx=4096&format=hermes`
-    (also `threads`, `constrain_auto`, `temperature`)."""
+    (also `threads`, `constrain_auto`, `temperature`, `answer_policy=on|off`)."""
     target, _, query = rest.strip().partition("?")
     options = {key: values[-1] for key, values in parse_qs(query, keep_blank_values=True).items()}
-    unknown = set(options) - {"n_ctx", "format", "threads", "constrain_auto", "temperature"}
+    unknown = set(options) - set(_SPEC_OPTIONS)
     if unknown:
         raise ConfigError(
             f"Unknown option(s) {', '.join(sorted(unknown))} in 'local:{rest}'; "
-            "known: n_ctx, format, threads, constrain_auto, temperature."
+            f"known: {', '.join(_SPEC_OPTIONS)}."
         )
     return LocalLLM.load(
         target or None,
@@ -299,7 +332,22 @@ def from_spec(rest: str) -> LocalLLM:
         n_threads=_int_option(options, "threads", None),
         constrain_auto=options.get("constrain_auto", "false").lower() in ("1", "true", "yes"),
         default_temperature=float(options.get("temperature", "0")),
+        answer_policy=_switch_option(options, "answer_policy", True),
     )
+
+
+_SPEC_OPTIONS = ("n_ctx", "format", "threads", "constrain_auto", "temperature", "answer_policy")
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
+
+
+def _switch_option(options: dict[str, str], key: str, default: bool) -> bool:
+    if key not in options:
+        return default
+    value = options[key].strip().lower()
+    if value in _ON or value in _OFF:
+        return value in _ON
+    raise ConfigError(f"The local: option {key} must be on or off, not {options[key]!r}.")
 
 
 def _int_option(options: dict[str, str], key: str, default: Any) -> Any:

@@ -1,0 +1,405 @@
+"""The answer policy: what a backend does around tool calls so that a small model's reply either makes the
+next call the question needs or answers from the results, stating their values.
+
+It wraps a backend's raw generation (any function with the LLM protocol's `stream` signature).
+
+After tool results (the conversation ends with tool messages, the client asks with `auto` or `none`):
+1. proposal: the model sees the conversation and the tools, as usual. A proposed call is kept only if it
+   has no result yet (not identical to an answered call), fits its tool's schema, takes a value from the
+   results that the question does not hold (it needed them: a dependent call), and does not feed a tool's
+   number back into the same tool (see `answering.calls`).
+   Skipped when the last round holds a tool error: the answer must then say that the tool failed.
+2. answer step, when no call is kept and the proposal's text does not already state every value: a
+   separate generation with no tools, one short user turn per result (see `answering.prompt`), streamed.
+3. verification: values of the result the answer left out are added in one sentence built from the
+   result's own keys; an answer that turns into JSON is cut there; an answer after a tool error that does
+   not say so, or states a number the conversation never held, is replaced by one that says what failed.
+
+In a first turn (the conversation ends with the user's message), a call none of whose argument values
+appear in the conversation, to a tool whose name and description share no word with the question, is a
+guess at a question no tool fits: it is dropped and the model answers without tools.
+
+Stream and complete agree by construction (a backend's complete collects its stream), and the usage of
+the finish event sums every generation the policy ran.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+from fncall.llms.answering.calls import (
+    conversation_text,
+    feeds_own_output,
+    fits_schema,
+    is_grounded,
+    mentions_tool,
+    new_calls,
+    uses_a_result,
+)
+from fncall.llms.answering.facts import (
+    invented_numbers,
+    missing_facts,
+    repair_sentence,
+    result_facts,
+    states_failure,
+)
+from fncall.llms.answering.prompt import answer_messages, error_text
+from fncall.llms.answering.tool_turn import ToolExchange, ToolTurn, parse_json, read_tool_turn
+from fncall.llms.base import StreamAssembler, events_from_completion
+from fncall.types import (
+    Completion,
+    FinishEvent,
+    FinishReason,
+    GenerationParams,
+    Message,
+    StreamEvent,
+    TextDeltaEvent,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+    Usage,
+)
+
+Generate = Callable[
+    [Sequence[Message], Sequence[ToolSpec], ToolChoice, GenerationParams], AsyncIterator[StreamEvent]
+]
+"""A backend's raw generation: the LLM protocol's `stream` signature."""
+
+_CALL_OBJECT = re.compile(r"\{\s*\"(name|function|tool|arguments|parameters)\"\s*:")
+_CALL_MARKERS = ("<tool_call>", "<tool_response>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>")
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
+_JSON_START = re.compile(r"[{\[`]")
+
+
+@dataclass(frozen=True)
+class AnswerPolicy:
+    """Settings of the policy (see the module docstring).
+
+    verify: check answers against the results' values and repair them.
+    screen_first_calls: drop a first-turn call whose arguments the conversation never mentions.
+    answer_max_tokens: the answer step's token budget when the request sets none.
+    """
+
+    verify: bool = True
+    screen_first_calls: bool = True
+    answer_max_tokens: int = 160
+
+    async def stream(
+        self,
+        generate: Generate,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+        params: GenerationParams | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """The events of one request with the policy applied (the raw events where it does not apply)."""
+        params = params or GenerationParams()
+        turn = read_tool_turn(messages)
+        if not _policy_applies(tool_choice, params):
+            source = generate(messages, tools, tool_choice, params)
+        elif turn is not None:
+            source = self._after_results(generate, messages, turn, tools, tool_choice, params)
+        elif tools and tool_choice == "auto" and self.screen_first_calls:
+            source = self._first_turn(generate, messages, tools, params)
+        else:
+            source = generate(messages, tools, tool_choice, params)
+        async with aclosing(source):
+            async for event in source:
+                yield event
+
+    # ----------------------------------------------------------------------------------- first turn
+
+    async def _first_turn(
+        self,
+        generate: Generate,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        params: GenerationParams,
+    ) -> AsyncIterator[StreamEvent]:
+        """Text streams as it comes; calls are held until the end, then kept unless all are guesses."""
+        held: list[StreamEvent] = []
+        completion: Completion | None = None
+        async with aclosing(generate(messages, tools, "auto", params)) as events:
+            async for event in events:
+                if isinstance(event, FinishEvent):
+                    completion = event.completion
+                    break
+                if isinstance(event, TextDeltaEvent) and not held:
+                    yield event
+                else:
+                    held.append(event)
+        completion = completion or _assembled(held)
+        calls = completion.message.tool_calls
+        if not calls or any(self._fits_question(call, messages, tools) for call in calls):
+            for event in held:
+                yield event
+            yield FinishEvent(completion=completion)
+            return
+        text = completion.message.text
+        for event in held:
+            if isinstance(event, TextDeltaEvent):
+                yield event
+        usage = completion.usage
+        model = completion.model
+        finish: FinishReason = "stop"
+        if not text.strip():
+            pieces: list[str] = []
+            async with aclosing(generate(messages, (), "none", params)) as events:
+                async for event in events:
+                    if isinstance(event, FinishEvent):
+                        usage += event.completion.usage
+                        finish = event.completion.finish_reason
+                        model = event.completion.model or model
+                    elif isinstance(event, TextDeltaEvent) and event.text:
+                        pieces.append(event.text)
+                        yield event
+            text = "".join(pieces)
+        message = Message.assistant(text or None)
+        yield FinishEvent(
+            completion=Completion(message=message, finish_reason=finish, usage=usage, model=model)
+        )
+
+    # ---------------------------------------------------------------------------------- after results
+
+    async def _after_results(
+        self,
+        generate: Generate,
+        messages: Sequence[Message],
+        turn: ToolTurn,
+        tools: Sequence[ToolSpec],
+        tool_choice: ToolChoice,
+        params: GenerationParams,
+    ) -> AsyncIterator[StreamEvent]:
+        usage = Usage()
+        model: str | None = None
+        failed = any(exchange.is_error for exchange in turn.latest)
+        if tools and tool_choice == "auto" and not failed:
+            proposal = await _collect(generate(messages, tools, tool_choice, params))
+            usage += proposal.usage
+            model = proposal.model
+            kept = self.calls_worth_running(proposal.message.tool_calls, turn, tools, messages)
+            if kept:
+                message = proposal.message.model_copy(update={"tool_calls": kept})
+                for event in events_from_completion(
+                    proposal.model_copy(update={"message": message, "usage": usage})
+                ):
+                    yield event
+                return
+            if self._is_grounded_answer(proposal.message.text, turn):
+                completion = Completion(
+                    message=Message.assistant(proposal.message.text.strip()),
+                    finish_reason=proposal.finish_reason if proposal.finish_reason == "length" else "stop",
+                    usage=usage,
+                    model=model,
+                )
+                for event in events_from_completion(completion):
+                    yield event
+                return
+        answer = _AnswerText()
+        async for event in self._answer(generate, turn, params, answer):
+            yield event
+        yield FinishEvent(
+            completion=Completion(
+                message=Message.assistant(answer.text or None),
+                finish_reason=answer.finish_reason,
+                usage=usage + answer.usage,
+                model=answer.model or model,
+            )
+        )
+
+    @staticmethod
+    def _fits_question(call: ToolCall, messages: Sequence[Message], tools: Sequence[ToolSpec]) -> bool:
+        """A first-turn call fits unless both its arguments and its tool are foreign to the question."""
+        if is_grounded(call, conversation_text(messages)):
+            return True
+        tool = next((tool for tool in tools if tool.name == call.name), None)
+        question = next((m.text for m in reversed(messages) if m.role == "user"), "")
+        return tool is not None and mentions_tool(question, tool)
+
+    def calls_worth_running(
+        self,
+        calls: Sequence[ToolCall],
+        turn: ToolTurn,
+        tools: Sequence[ToolSpec],
+        messages: Sequence[Message],
+    ) -> list[ToolCall]:
+        """The proposed calls to pass on after results: new, valid, needing a result's value, and not
+        feeding a tool its own output."""
+        return [
+            call
+            for call in new_calls(calls, turn)
+            if fits_schema(call, tools) and uses_a_result(call, turn) and not feeds_own_output(call, turn)
+        ]
+
+    async def _answer(
+        self, generate: Generate, turn: ToolTurn, params: GenerationParams, answer: _AnswerText
+    ) -> AsyncIterator[StreamEvent]:
+        """One answer step per result of the last round, their texts joined; each verified."""
+        answer_params = params.model_copy(
+            update={
+                "max_tokens": params.max_tokens or self.answer_max_tokens,
+                "response_format": None,
+                "constrained": None,
+            }
+        )
+        for focus in turn.latest:
+            separator = " " if answer.text else ""
+            step = _AnswerText()
+            if focus.is_error:
+                # held back until checked: an answer after an error that invents a value is replaced
+                async for _ in self._answer_step(generate, turn, focus, answer_params, step):
+                    pass
+                text = self._checked_error_answer(step.text, turn, focus)
+                yield TextDeltaEvent(text=separator + text)
+            else:
+                sent: list[str] = []
+                async for delta in self._answer_step(generate, turn, focus, answer_params, step):
+                    sent.append(delta)
+                    yield TextDeltaEvent(text=(separator if len(sent) == 1 else "") + delta)
+                shown = "".join(sent)
+                held = step.text[len(shown) :]  # held back because it might be JSON
+                if held and is_echo(step.text):
+                    held = ""
+                text = shown + held
+                repair = self._repair(text, turn, focus)
+                if repair:
+                    text += ("" if not text or text[-1].isspace() else " ") + repair
+                tail = text[len(shown) :]
+                if tail:
+                    yield TextDeltaEvent(text=(separator if not shown else "") + tail)
+            answer.add(separator + text, step)
+
+    async def _answer_step(
+        self,
+        generate: Generate,
+        turn: ToolTurn,
+        focus: ToolExchange,
+        params: GenerationParams,
+        step: _AnswerText,
+    ) -> AsyncIterator[str]:
+        """One tools-free answer step. Yields its text as it comes, up to the first character that may
+        open JSON (the rest is held back for the caller to check); `step` gets all text and the usage."""
+        pieces: list[str] = []
+        holding = False
+        async with aclosing(generate(answer_messages(turn, focus), (), "none", params)) as events:
+            async for event in events:
+                if isinstance(event, TextDeltaEvent) and event.text:
+                    text = event.text if pieces else event.text.lstrip()
+                    if not text:
+                        continue
+                    pieces.append(text)
+                    if holding:
+                        continue
+                    opening = _JSON_START.search(text)
+                    if opening:
+                        holding = True
+                        text = text[: opening.start()]
+                    if text:
+                        yield text
+                elif isinstance(event, FinishEvent):
+                    step.usage = event.completion.usage
+                    step.model = event.completion.model
+                    step.finish_reason = event.completion.finish_reason
+        step.text = "".join(pieces).rstrip()
+
+    # ---------------------------------------------------------------------------------- verification
+
+    def _repair(self, text: str, turn: ToolTurn, focus: ToolExchange) -> str:
+        """The sentence that adds the values the answer left out ("" when none are missing)."""
+        if not self.verify:
+            return ""
+        missing = missing_facts(text, result_facts(focus, known_text=turn.question))
+        return repair_sentence(missing) if missing else ""
+
+    def _checked_error_answer(self, text: str, turn: ToolTurn, focus: ToolExchange) -> str:
+        fallback = f"The tool {focus.call.name} failed: {error_text(focus)}"
+        if not text:
+            return fallback
+        if not self.verify:
+            return text
+        if is_echo(text) or not states_failure(text) or invented_numbers(text, _known_text(turn)):
+            return fallback
+        return text
+
+    def _is_grounded_answer(self, text: str, turn: ToolTurn) -> bool:
+        """Whether a proposal's prose already answers: no echo, no error to report, every value stated."""
+        if not text.strip() or is_echo(text) or not turn.latest:
+            return False
+        facts = [fact for focus in turn.latest for fact in result_facts(focus, known_text=turn.question)]
+        return bool(facts) and not missing_facts(text, facts)
+
+
+@dataclass
+class _AnswerText:
+    """What the answer steps produced so far."""
+
+    text: str = ""
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    finish_reason: FinishReason = "stop"
+
+    def add(self, text: str, step: _AnswerText) -> None:
+        self.text += text
+        self.usage = self.usage + step.usage
+        self.model = self.model or step.model
+        if step.finish_reason == "length":
+            self.finish_reason = "length"
+
+
+def is_echo(text: str) -> bool:
+    """Whether an answer is (or contains) a call or a result as JSON rather than prose."""
+    if any(marker in text for marker in _CALL_MARKERS) or _CALL_OBJECT.search(text):
+        return True
+    if text.lstrip().startswith("```"):
+        return True
+    if isinstance(parse_json(_FENCE.sub("", text.strip())), dict | list):
+        return True
+    return any(isinstance(parse_json(match), dict | list) for match in _json_spans(text))
+
+
+def _json_spans(text: str) -> list[str]:
+    """Candidate JSON objects and arrays inside text: from each `{` or `[` to its last closing partner."""
+    spans = []
+    for start, opener in ((match.start(), match.group()) for match in re.finditer(r"[{\[]", text)):
+        closer = "}" if opener == "{" else "]"
+        end = text.rfind(closer)
+        if end > start:
+            spans.append(text[start : end + 1])
+    return spans
+
+
+def _policy_applies(tool_choice: ToolChoice, params: GenerationParams) -> bool:
+    """The client did not demand a call (`required`, a named tool) nor a JSON response."""
+    if params.response_format and params.response_format.get("type") != "text":
+        return False
+    return tool_choice in ("auto", "none")
+
+
+async def _collect(events: AsyncIterator[StreamEvent]) -> Completion:
+    held: list[StreamEvent] = []
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, FinishEvent):
+                return event.completion
+            held.append(event)
+    return _assembled(held)
+
+
+def _assembled(events: Sequence[StreamEvent]) -> Completion:
+    assembler = StreamAssembler()
+    for event in events:
+        assembler.add(event)
+    message = assembler.message()
+    return Completion(message=message, finish_reason="tool_calls" if message.tool_calls else "stop")
+
+
+def _known_text(turn: ToolTurn) -> str:
+    """Everything the conversation says for this question: what an answer may quote numbers from."""
+    parts = [turn.question, turn.system or ""]
+    for exchange in turn.exchanges:
+        parts.append(exchange.call.arguments_json())
+        parts.append(exchange.content)
+    return "\n".join(parts)

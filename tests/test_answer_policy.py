@@ -1,0 +1,625 @@
+"""The answer policy after tool results, over a scripted backend: each rule with exact values."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fncall.llms.answering import AnswerPolicy, is_echo, new_calls
+from fncall.llms.answering.facts import Fact, is_stated, missing_facts, repair_sentence, result_facts
+from fncall.llms.answering.tool_turn import ToolExchange, call_key, content_reports_error, read_tool_turn
+from fncall.llms.base import StreamAssembler, collect_stream
+from fncall.llms.scripted import Scripted
+from fncall.types import (
+    Completion,
+    FinishEvent,
+    GenerationParams,
+    Message,
+    StreamEvent,
+    TextDeltaEvent,
+    ToolCall,
+    ToolCallEndEvent,
+    ToolSpec,
+    Usage,
+)
+
+CONVERT = ToolSpec(
+    name="convert_currency",
+    description="Convert money.",
+    parameters={
+        "type": "object",
+        "properties": {
+            "from_currency": {"type": "string"},
+            "to_currency": {"type": "string"},
+            "amount": {"type": "number"},
+        },
+    },
+)
+WEATHER = ToolSpec(
+    name="get_weather", parameters={"type": "object", "properties": {"city": {"type": "string"}}}
+)
+CAPITAL = ToolSpec(
+    name="get_capital", parameters={"type": "object", "properties": {"country": {"type": "string"}}}
+)
+QUESTION = "I want to exchange 42 US dollars to Canadian dollars"
+SEED_CALL = ToolCall(
+    id="call_1",
+    name="convert_currency",
+    arguments={"from_currency": "USD", "to_currency": "CAD", "amount": 42},
+)
+SEED_RESULT = '{"from_currency": "USD", "to_currency": "CAD", "converted_amount": 131.95}'
+GOOD_ANSWER = "42 US dollars is equivalent to 131.95 Canadian dollars."
+
+
+def _tool(call: ToolCall, content: str, *, is_error: bool = False) -> Message:
+    return Message(role="tool", content=content, tool_call_id=call.id, name=call.name, is_error=is_error)
+
+
+def _conversation(*rounds: tuple[list[ToolCall], list[str]], question: str = QUESTION) -> list[Message]:
+    messages = [Message.system("You are a helpful assistant."), Message.user(question)]
+    for calls, contents in rounds:
+        messages.append(Message.assistant(None, calls))
+        messages += [_tool(call, content) for call, content in zip(calls, contents, strict=True)]
+    return messages
+
+
+SEED_CONVERSATION = _conversation(([SEED_CALL], [SEED_RESULT]))
+
+
+def _reply(text: str, prompt: int = 0, completion: int = 0) -> Completion:
+    return Completion(
+        message=Message.assistant(text), usage=Usage(prompt_tokens=prompt, completion_tokens=completion)
+    )
+
+
+async def _run(
+    script: list[object],
+    messages: list[Message],
+    tools: list[ToolSpec] | None = None,
+    tool_choice: object = "auto",
+    policy: AnswerPolicy | None = None,
+) -> tuple[Completion, list[StreamEvent], Scripted]:
+    backend = Scripted(script)  # type: ignore[arg-type]
+    events = [
+        event
+        async for event in (policy or AnswerPolicy()).stream(
+            backend.stream,
+            messages,
+            [CONVERT] if tools is None else tools,
+            tool_choice,  # type: ignore[arg-type]
+        )
+    ]
+    assert isinstance(events[-1], FinishEvent)
+    return events[-1].completion, events, backend
+
+
+def _answer_prompt(backend: Scripted, index: int = 1) -> str:
+    request = backend.requests[index]
+    assert request.tools == [] and request.tool_choice == "none"
+    return request.messages[-1].text
+
+
+# ------------------------------------------------------------------------------------ repeated call
+
+
+async def test_a_repeated_identical_call_is_dropped_and_an_answer_step_runs() -> None:
+    repeat = SEED_CALL.model_copy(update={"id": "call_2"})
+    completion, _, backend = await _run([repeat, GOOD_ANSWER], SEED_CONVERSATION)
+    assert completion.message.tool_calls == []
+    assert completion.message.content == GOOD_ANSWER
+    assert completion.finish_reason == "stop"
+    assert len(backend.requests) == 2
+    answer_request = backend.requests[1]
+    assert [m.role for m in answer_request.messages] == ["system", "user"]
+    assert answer_request.messages[-1].text == (
+        f"Question: {QUESTION}\n\n"
+        "Then the tool convert_currency (from_currency: USD, to_currency: CAD, amount: 42) returned: "
+        "from_currency: USD, to_currency: CAD, converted_amount: 131.95\n"
+        "Using this result, answer the question in one or two sentences. State every value it gives exactly "
+        "as written."
+    )
+
+
+def test_a_call_repeated_with_other_number_or_letter_case_counts_as_identical() -> None:
+    turn = read_tool_turn(SEED_CONVERSATION)
+    assert turn is not None
+    loose = ToolCall(
+        name="convert_currency", arguments={"amount": 42.0, "to_currency": "cad ", "from_currency": "usd"}
+    )
+    other = ToolCall(
+        name="convert_currency", arguments={"amount": 43, "to_currency": "CAD", "from_currency": "USD"}
+    )
+    assert call_key(loose) == call_key(SEED_CALL)
+    assert new_calls([loose, other, other], turn) == [other]
+
+
+async def test_a_new_dependent_call_passes_through_untouched() -> None:
+    """get_weather(Tokyo) takes its value from get_capital's result: the next call the question needs."""
+    first = ToolCall(id="call_a", name="get_capital", arguments={"country": "Japan"})
+    follow_up = ToolCall(id="call_b", name="get_weather", arguments={"city": "Tokyo"})
+    messages = _conversation(([first], ['"Tokyo"']), question="What's the weather in the capital of Japan?")
+    completion, events, backend = await _run([follow_up], messages, [CAPITAL, WEATHER])
+    assert completion.message.tool_calls == [follow_up]
+    assert completion.finish_reason == "tool_calls"
+    assert len(backend.requests) == 1
+    assert [event.call for event in events if isinstance(event, ToolCallEndEvent)] == [follow_up]
+
+
+async def test_only_the_repeated_calls_of_a_proposal_are_dropped() -> None:
+    record = ToolSpec(
+        name="record_expense", parameters={"type": "object", "properties": {"amount": {"type": "number"}}}
+    )
+    repeat = SEED_CALL.model_copy(update={"id": "call_9"})
+    fresh = ToolCall(id="call_10", name="record_expense", arguments={"amount": 131.95})
+    completion, _, backend = await _run([[repeat, fresh]], SEED_CONVERSATION, [CONVERT, record])
+    assert completion.message.tool_calls == [fresh]
+    assert len(backend.requests) == 1
+
+
+async def test_a_new_call_that_does_not_need_the_results_is_dropped() -> None:
+    """Made from the question's values alone, it could have come before the results: a re-ask."""
+    reask = ToolCall(
+        name="convert_currency", arguments={"from_currency": "USD", "to_currency": "EUR", "amount": 42}
+    )
+    completion, _, backend = await _run([reask, GOOD_ANSWER], SEED_CONVERSATION)
+    assert completion.message.content == GOOD_ANSWER
+    assert len(backend.requests) == 2
+
+
+async def test_a_call_with_keys_its_tool_does_not_declare_is_dropped() -> None:
+    pasted = ToolCall(name="convert_currency", arguments={"amount": 131.95, "converted_amount": 131.95})
+    record = ToolSpec(
+        name="record", parameters={"type": "object", "properties": {"amount": {"type": "number"}}}
+    )
+    pasted = pasted.model_copy(update={"name": "record"})
+    completion, _, _ = await _run([pasted, GOOD_ANSWER], SEED_CONVERSATION, [CONVERT, record])
+    assert completion.message.tool_calls == []
+
+
+async def test_an_empty_result_asks_the_answer_step_to_say_nothing_was_found() -> None:
+    call = ToolCall(id="call_r", name="list_restaurants", arguments={"city": "Chicago"})
+    messages = _conversation(([call], ["[]"]), question="List the Italian restaurants in Chicago.")
+    _, _, backend = await _run(["{}", "I found no Italian restaurants in Chicago."], messages)
+    assert _answer_prompt(backend).endswith(
+        "Then the tool list_restaurants (city: Chicago) returned nothing: no results.\n"
+        "Tell the user in one sentence that nothing was found. Do not make up any results."
+    )
+
+
+async def test_a_call_whose_arguments_break_the_schema_is_dropped() -> None:
+    strict = ToolSpec(
+        name="get_weather",
+        parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
+    call = ToolCall(id="call_w", name="get_weather", arguments={"city": "Oslo"})
+    messages = _conversation(([call], ['{"temperature_c": -3.5}']), question="Weather in Oslo?")
+    completion, _, backend = await _run(
+        [ToolCall(name="get_weather"), "It is -3.5 C in Oslo."], messages, [strict]
+    )
+    assert completion.message.tool_calls == []
+    assert completion.message.content == "It is -3.5 C in Oslo."
+    assert len(backend.requests) == 2
+
+
+async def test_a_follow_up_call_with_values_nobody_mentioned_is_dropped() -> None:
+    invented = ToolCall(name="get_weather", arguments={"city": "New York"})
+    completion, _, backend = await _run([invented, GOOD_ANSWER], SEED_CONVERSATION, [CONVERT, WEATHER])
+    assert completion.message.content == GOOD_ANSWER
+    assert len(backend.requests) == 2
+
+
+async def test_a_tools_number_fed_back_into_the_same_tool_is_dropped() -> None:
+    again = ToolCall(
+        name="convert_currency", arguments={"from_currency": "USD", "to_currency": "CAD", "amount": 131.95}
+    )
+    completion, _, _ = await _run([again, GOOD_ANSWER], SEED_CONVERSATION)
+    assert completion.message.tool_calls == []
+    assert completion.message.content == GOOD_ANSWER
+
+
+async def test_a_name_from_a_result_may_go_back_into_the_same_tool() -> None:
+    lookup = ToolSpec(
+        name="lookup_employee", parameters={"type": "object", "properties": {"name": {"type": "string"}}}
+    )
+    first = ToolCall(id="call_p", name="lookup_employee", arguments={"name": "Priya Raman"})
+    messages = _conversation(
+        ([first], ['{"name": "Priya Raman", "manager": "Daniel Okafor"}']),
+        question="What is the email of Priya Raman's manager?",
+    )
+    manager = ToolCall(id="call_m", name="lookup_employee", arguments={"name": "Daniel Okafor"})
+    completion, _, _ = await _run([manager], messages, [lookup])
+    assert completion.message.tool_calls == [manager]
+
+
+# ---------------------------------------------------------------------------------------- echoes
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        SEED_RESULT,
+        f"```json\n{SEED_RESULT}\n```",
+        '{"name": "convert_currency", "arguments": {"amount": 42}}',
+        'Sure! <tool_call>\n{"name": "convert_currency"}\n</tool_call>',
+    ],
+)
+async def test_echoed_json_is_replaced_by_an_answer_step(echo: str) -> None:
+    completion, _, backend = await _run([echo, GOOD_ANSWER], SEED_CONVERSATION)
+    assert completion.message.content == GOOD_ANSWER
+    assert len(backend.requests) == 2
+
+
+def test_prose_is_not_an_echo_but_json_and_call_objects_are() -> None:
+    assert not is_echo(GOOD_ANSWER)
+    assert not is_echo("The price is {roughly} 12.")
+    assert is_echo("[1, 2, 3]")
+    assert is_echo('Here it is: {"name": "get_weather", "arguments": {}}')
+
+
+async def test_a_proposal_that_already_states_every_value_is_kept_without_an_answer_step() -> None:
+    completion, _, backend = await _run([_reply(GOOD_ANSWER, 300, 12)], SEED_CONVERSATION)
+    assert completion.message.content == GOOD_ANSWER
+    assert completion.usage == Usage(prompt_tokens=300, completion_tokens=12)
+    assert len(backend.requests) == 1
+
+
+async def test_a_proposal_that_misses_a_value_gets_an_answer_step() -> None:
+    _, _, backend = await _run(["That is about 132 Canadian dollars.", GOOD_ANSWER], SEED_CONVERSATION)
+    assert len(backend.requests) == 2
+
+
+# ------------------------------------------------------------------------------------ tool errors
+
+
+WEATHER_CALL = ToolCall(id="call_w", name="get_weather", arguments={"city": "Atlantis"})
+ERROR_CONVERSATION = [
+    Message.user("What's the weather in Atlantis?"),
+    Message.assistant(None, [WEATHER_CALL]),
+    _tool(WEATHER_CALL, "Error: unknown city: Atlantis"),
+]
+
+
+async def test_a_tool_error_reaches_the_answer_step_as_an_error() -> None:
+    answer = "Sorry, the weather tool failed because Atlantis is an unknown city."
+    completion, events, backend = await _run([answer], ERROR_CONVERSATION, [WEATHER])
+    assert completion.message.content == answer
+    assert len(backend.requests) == 1  # no proposal after an error: the answer must report it
+    assert _answer_prompt(backend, 0) == (
+        "Question: What's the weather in Atlantis?\n\n"
+        "Then the tool get_weather (city: Atlantis) failed with this error: unknown city: Atlantis\n"
+        "Tell the user in one sentence that the tool failed and why. Do not guess or make up an answer."
+    )
+    assert [event.text for event in events if isinstance(event, TextDeltaEvent)] == [answer]
+
+
+@pytest.mark.parametrize(
+    "invented", ["The weather in Atlantis is 21 degrees and sunny.", "It is sunny in Atlantis today."]
+)
+async def test_an_answer_after_an_error_that_invents_or_hides_the_failure_is_replaced(invented: str) -> None:
+    completion, _, _ = await _run([invented], ERROR_CONVERSATION, [WEATHER])
+    assert completion.message.content == "The tool get_weather failed: unknown city: Atlantis"
+
+
+def test_errors_are_recognised_without_the_error_flag() -> None:
+    assert content_reports_error("Error: unknown city")
+    assert content_reports_error('{"error": "order not found"}')
+    assert content_reports_error('{"success": false, "message": "quota exceeded"}')
+    assert not content_reports_error('{"error": null, "value": 3}')
+    assert not content_reports_error("The error margin is 3%.")  # prose that mentions errors is data
+
+
+# ------------------------------------------------------------------------------- several results
+
+
+async def test_several_results_in_a_row_are_answered_one_at_a_time() -> None:
+    eur = ToolCall(
+        id="call_e",
+        name="convert_currency",
+        arguments={"from_currency": "USD", "to_currency": "EUR", "amount": 10},
+    )
+    gbp = ToolCall(
+        id="call_g",
+        name="convert_currency",
+        arguments={"from_currency": "USD", "to_currency": "GBP", "amount": 10},
+    )
+    messages = _conversation(
+        ([eur, gbp], ['{"converted_amount": 9.2}', '{"converted_amount": 7.9}']),
+        question="Convert 10 USD to EUR and to GBP.",
+    )
+    completion, events, backend = await _run(
+        [[eur.model_copy(update={"id": "r"})], "10 USD is 9.2 EUR.", "10 USD is 7.9 GBP."], messages
+    )
+    assert completion.message.content == "10 USD is 9.2 EUR. 10 USD is 7.9 GBP."
+    assert "9.2" in _answer_prompt(backend, 1) and "7.9" not in _answer_prompt(backend, 1)
+    assert "7.9" in _answer_prompt(backend, 2) and "Earlier, the tool convert_currency" in _answer_prompt(
+        backend, 2
+    )
+    assert "".join(e.text for e in events if isinstance(e, TextDeltaEvent)) == completion.message.content
+
+
+async def test_earlier_results_of_the_question_come_along_as_context() -> None:
+    first = ToolCall(id="call_a", name="get_capital", arguments={"country": "Japan"})
+    second = ToolCall(id="call_b", name="get_weather", arguments={"city": "Tokyo"})
+    messages = _conversation(
+        ([first], ['"Tokyo"']),
+        ([second], ['{"temperature_c": 21.4}']),
+        question="Weather in Japan's capital?",
+    )
+    completion, _, backend = await _run(
+        [first.model_copy(update={"id": "z"}), "It is 21.4 C in Tokyo."], messages, [CAPITAL, WEATHER]
+    )
+    assert completion.message.content == "It is 21.4 C in Tokyo."
+    prompt = _answer_prompt(backend)
+    assert "Earlier, the tool get_capital (country: Japan) returned: Tokyo\n" in prompt
+    assert "Then the tool get_weather (city: Tokyo) returned: temperature_c: 21.4\n" in prompt
+
+
+# ---------------------------------------------------------------------------------- list results
+
+
+FLIGHTS = [{"flight": f"XY{100 + n}", "departs": f"0{n}:15"} for n in range(8)]
+
+
+async def test_a_long_list_asks_for_the_first_items_and_the_count() -> None:
+    call = ToolCall(id="call_f", name="search_flights", arguments={"origin": "Paris"})
+    messages = _conversation(([call], [json.dumps(FLIGHTS)]), question="Which flights leave Paris?")
+    answer = "There are 8 flights: " + ", ".join(f"XY{100 + n} at 0{n}:15" for n in range(5)) + "."
+    completion, _, backend = await _run(["{}", answer], messages)
+    assert "The result lists 8 items: name the first 5 and say there are 8 in total." in _answer_prompt(
+        backend
+    )
+    assert completion.message.content == answer
+
+
+def test_list_facts_are_the_first_items_and_the_count() -> None:
+    call = ToolCall(id="c", name="search_flights", arguments={})
+    facts = result_facts(ToolExchange(call, _tool(call, json.dumps(FLIGHTS))))
+    assert [fact.text for fact in facts] == [
+        "XY100",
+        "00:15",
+        "XY101",
+        "01:15",
+        "XY102",
+        "02:15",
+        "XY103",
+        "03:15",
+        "XY104",
+        "04:15",
+        "8",
+    ]
+    assert facts[1] == Fact("00:15", "departs", "XY100")
+
+
+async def test_a_list_answer_that_leaves_items_out_is_completed() -> None:
+    call = ToolCall(id="call_n", name="get_news", arguments={"symbol": "NVDA"})
+    result = json.dumps(
+        {"symbol": "NVDA", "headlines": ["Chips unveiled", "Shares hit record", "New partner"]}
+    )
+    messages = _conversation(([call], [result]), question="News for NVDA?")
+    completion, _, _ = await _run(["{}", "NVDA news: Chips unveiled."], messages)
+    assert completion.message.content == (
+        "NVDA news: Chips unveiled. From the result: headlines: Shares hit record; headlines: New partner."
+    )
+
+
+# ----------------------------------------------------------------------------------- verification
+
+
+async def test_an_answer_that_rounds_a_value_is_repaired_with_the_exact_value() -> None:
+    completion, events, _ = await _run(["{}", "That is about 132 Canadian dollars."], SEED_CONVERSATION)
+    assert completion.message.content == (
+        "That is about 132 Canadian dollars. From the result: converted amount: 131.95."
+    )
+    texts = [event.text for event in events if isinstance(event, TextDeltaEvent)]
+    assert texts == ["That is about 132 Canadian dollars.", " From the result: converted amount: 131.95."]
+
+
+async def test_verification_off_keeps_the_answer_as_written() -> None:
+    completion, _, _ = await _run(
+        ["{}", "That is about 132 Canadian dollars."], SEED_CONVERSATION, policy=AnswerPolicy(verify=False)
+    )
+    assert completion.message.content == "That is about 132 Canadian dollars."
+
+
+@pytest.mark.parametrize(
+    ("answer", "stated"),
+    [
+        ("It is 131.95 CAD.", True),
+        ("It is 131.950 CAD.", True),
+        ("It is about 132 CAD.", False),
+        ("It is 1131.95 CAD.", False),
+    ],
+)
+def test_a_number_is_stated_only_exactly(answer: str, stated: bool) -> None:
+    assert is_stated(Fact(131.95), answer) is stated
+
+
+def test_numbers_match_with_thousands_separators_and_signs_as_words() -> None:
+    assert is_stated(Fact(522250), "Lyon has 522,250 inhabitants.")
+    assert is_stated(Fact(-3.5), "It is 3.5 degrees below zero.")
+    assert is_stated(Fact("light snow"), "Expect Light-Snow today.")
+    assert not is_stated(Fact("snow"), "Expect snowfall.")
+
+
+def test_the_calls_own_arguments_and_the_questions_words_are_not_required() -> None:
+    call = ToolCall(id="c", name="get_weather", arguments={"city": "Oslo"})
+    result = json.dumps(
+        {"city": "Oslo", "temperature_c": -3.5, "condition": "light snow", "humidity_pct": 81, "sunny": False}
+    )
+    facts = result_facts(ToolExchange(call, _tool(call, result)), known_text="Is there light snow in Oslo?")
+    assert facts == [Fact(-3.5, "temperature c"), Fact(81, "humidity pct")]
+    assert missing_facts("It is -3.5 C.", facts) == [Fact(81, "humidity pct")]
+    assert repair_sentence([Fact(81, "humidity pct")]) == "From the result: humidity pct: 81."
+
+
+def test_a_plain_text_result_is_a_fact_when_short_and_gives_its_numbers_when_long() -> None:
+    call = ToolCall(id="c", name="lookup", arguments={})
+    assert result_facts(ToolExchange(call, _tool(call, "Tokyo"))) == [Fact("Tokyo")]
+    long_text = "The population was 13,960,000 in 2023 according to the census office."
+    assert result_facts(ToolExchange(call, _tool(call, long_text))) == [Fact(13960000), Fact(2023)]
+
+
+# ------------------------------------------------------------------------------ protocol details
+
+
+async def test_stream_and_complete_give_the_same_completion_and_valid_events() -> None:
+    script = [_reply("{}", 290, 20), _reply("That is about 132 Canadian dollars.", 90, 9)]
+    completion, events, _ = await _run(list(script), SEED_CONVERSATION)
+    backend = Scripted(list(script))  # type: ignore[arg-type]
+    collected = await collect_stream(AnswerPolicy().stream(backend.stream, SEED_CONVERSATION, [CONVERT]))
+    assert collected == completion
+    assembler = StreamAssembler()
+    for event in events[:-1]:
+        assembler.add(event)
+    assert assembler.message() == completion.message
+    assert all(isinstance(event, TextDeltaEvent) for event in events[:-1])
+
+
+async def test_usage_counts_every_generation() -> None:
+    script = [_reply("{}", 290, 20), _reply(GOOD_ANSWER, 90, 12)]
+    completion, _, _ = await _run(script, SEED_CONVERSATION)
+    assert completion.usage == Usage(prompt_tokens=380, completion_tokens=32)
+
+
+async def test_null_content_array_like_text_and_unknown_call_ids_are_accepted() -> None:
+    orphan = Message(role="tool", content="42", tool_call_id="call_unknown", name="lookup")
+    messages = [
+        Message.user("What is the answer?"),
+        Message.assistant(None, [SEED_CALL]),
+        _tool(SEED_CALL, SEED_RESULT),
+        orphan,
+    ]
+    completion, _, backend = await _run(["{}", "It is 131.95 CAD.", "The answer is 42."], messages)
+    assert completion.message.content == "It is 131.95 CAD. The answer is 42."
+    assert "Then the tool lookup returned: 42" in _answer_prompt(backend, 2)
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "params"),
+    [
+        ("required", GenerationParams()),
+        ({"name": "convert_currency"}, GenerationParams()),
+        ("auto", GenerationParams(response_format={"type": "json_object"})),
+    ],
+)
+async def test_the_policy_stays_out_when_the_client_demands_a_call_or_json(
+    tool_choice: object, params: GenerationParams
+) -> None:
+    backend = Scripted([SEED_RESULT])
+    events = AnswerPolicy().stream(backend.stream, SEED_CONVERSATION, [CONVERT], tool_choice, params)  # type: ignore[arg-type]
+    completion = await collect_stream(events)
+    assert completion.message.content == SEED_RESULT
+    assert len(backend.requests) == 1
+
+
+async def test_tool_choice_none_goes_straight_to_the_answer_step() -> None:
+    completion, _, backend = await _run([GOOD_ANSWER], SEED_CONVERSATION, tool_choice="none")
+    assert completion.message.content == GOOD_ANSWER
+    assert backend.requests[0].tools == []
+
+
+async def test_a_conversation_that_does_not_end_with_results_is_passed_through() -> None:
+    completion, _, backend = await _run(["Hello there!"], [Message.user("Say hello.")])
+    assert completion.message.content == "Hello there!"
+    assert backend.requests[0].tools == [CONVERT]
+
+
+# ---------------------------------------------------------------------------------- no tool fits
+
+
+async def test_a_first_call_with_invented_arguments_gives_way_to_an_answer_without_tools() -> None:
+    guess = ToolCall(
+        name="convert_currency", arguments={"from_currency": "USD", "to_currency": "EUR", "amount": 100}
+    )
+    proposal = Completion(
+        message=Message.assistant(tool_calls=[guess]),
+        finish_reason="tool_calls",
+        usage=Usage(prompt_tokens=200, completion_tokens=30),
+    )
+    messages = [Message.user("Say hello in one short sentence.")]
+    completion, events, backend = await _run([proposal, _reply("Hello!", 20, 3)], messages)
+    assert completion.message.tool_calls == []
+    assert completion.message.content == "Hello!"
+    assert completion.usage == Usage(prompt_tokens=220, completion_tokens=33)
+    assert backend.requests[1].tools == [] and backend.requests[1].tool_choice == "none"
+    assert backend.requests[1].messages == messages
+    assert [type(event) for event in events] == [TextDeltaEvent, FinishEvent]
+
+
+async def test_a_first_call_that_uses_the_questions_values_is_kept() -> None:
+    completion, events, backend = await _run([SEED_CALL], [Message.user(QUESTION)])
+    assert completion.message.tool_calls == [SEED_CALL]
+    assert len(backend.requests) == 1
+    assert [event.call for event in events if isinstance(event, ToolCallEndEvent)] == [SEED_CALL]
+
+
+async def test_first_turn_screening_can_be_switched_off() -> None:
+    guess = ToolCall(name="convert_currency", arguments={"amount": 100})
+    completion, _, _ = await _run(
+        [guess], [Message.user("Say hello.")], policy=AnswerPolicy(screen_first_calls=False)
+    )
+    assert completion.message.tool_calls == [guess]
+
+
+# ------------------------------------------------------------------------------- held-back JSON
+
+
+def _deltas_backend(*answers: list[str]) -> tuple[object, list[list[Message]]]:
+    """A raw generation that proposes nothing new, then streams each answer step as the given deltas."""
+    asked: list[list[Message]] = []
+    replies = iter(answers)
+
+    async def generate(
+        messages: object, tools: object, tool_choice: object, params: object
+    ) -> AsyncIterator[StreamEvent]:
+        asked.append(list(messages))  # type: ignore[call-overload]
+        if tools:
+            completion = _reply("")
+        else:
+            pieces = next(replies)
+            for piece in pieces:
+                yield TextDeltaEvent(text=piece)
+            completion = _reply("".join(pieces), 50, len(pieces))
+        yield FinishEvent(completion=completion)
+
+    return generate, asked
+
+
+async def test_an_answer_that_turns_into_json_is_cut_and_completed_from_the_result() -> None:
+    generate, _ = _deltas_backend(["It is ", '{"converted_amount": ', "131.95}"])
+    events = [event async for event in AnswerPolicy().stream(generate, SEED_CONVERSATION, [CONVERT])]  # type: ignore[arg-type]
+    texts = [event.text for event in events if isinstance(event, TextDeltaEvent)]
+    assert texts == ["It is ", "From the result: converted amount: 131.95."]  # no double space
+    final = events[-1]
+    assert isinstance(final, FinishEvent)
+    assert final.completion.message.content == "".join(texts)
+    assert final.completion.usage == Usage(prompt_tokens=50, completion_tokens=3)
+
+
+async def test_held_back_text_that_is_not_json_is_sent_at_the_end() -> None:
+    generate, _ = _deltas_backend(["42 USD ", "[cash] is ", "131.95 CAD."])
+    events = [event async for event in AnswerPolicy().stream(generate, SEED_CONVERSATION, [CONVERT])]  # type: ignore[arg-type]
+    texts = [event.text for event in events if isinstance(event, TextDeltaEvent)]
+    assert texts == ["42 USD ", "[cash] is 131.95 CAD."]
+    final = events[-1]
+    assert isinstance(final, FinishEvent)
+    assert final.completion.message.content == "".join(texts)
+
+
+async def test_a_first_call_with_the_models_own_values_is_kept_when_the_question_names_its_tool() -> None:
+    call = ToolCall(name="get_weather", arguments={"city": "Tokyo"})
+    completion, _, backend = await _run(
+        [call], [Message.user("What's the weather in the capital of Japan?")], [WEATHER]
+    )
+    assert completion.message.tool_calls == [call]
+    assert len(backend.requests) == 1
+
+
+async def test_a_first_call_that_respells_the_questions_words_is_kept() -> None:
+    call = ToolCall(name="get_weather", arguments={"city": "Lisboa"})
+    completion, _, _ = await _run(
+        [call], [Message.user("How warm is it in Lisbon right now?")], [CONVERT, WEATHER]
+    )
+    assert completion.message.tool_calls == [call]
