@@ -45,6 +45,7 @@ from fncall.evals.bfcl import (
 from fncall.evals.bfcl.scoring import IRRELEVANCE_ERROR, NO_CALL_ERROR, RELEVANCE_ERROR
 from fncall.evals.bfcl_cli import bfcl_app
 from fncall.llms import Scripted
+from fncall.llms import spec as llm_spec
 from fncall.llms.scripted import ScriptedRequest
 from fncall.llms.spec import register_scheme
 from fncall.server.llm_api import create_llm_app
@@ -331,9 +332,10 @@ async def test_a_failing_backend_is_a_wrong_answer_not_a_crash() -> None:
     assert "no response left" in result.errors[0]
 
 
-async def test_run_cases_through_fncalls_own_server(tmp_path: Path) -> None:
+async def test_run_cases_through_fncalls_own_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cases = [_case("simple_python", "simple_python_1"), _case("irrelevance", "irrelevance_0")]
     backend = _oracle(cases)
+    monkeypatch.setattr(llm_spec, "_SCHEMES", dict(llm_spec._SCHEMES))  # the scheme lives for this test only
     register_scheme("bfcltest", lambda _rest: backend)
     seen: list[str] = []
     async with open_target("bfcltest:") as target:
