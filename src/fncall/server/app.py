@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +17,6 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fncall import __version__
 from fncall.agents.assistants import EXCHANGE_SYSTEM_PROMPT, STOCK_SYSTEM_PROMPT
@@ -29,6 +27,7 @@ from fncall.server.agent_store import AgentDefinition, AgentStore
 from fncall.server.auth import ApiKeyMiddleware, api_keys_from_env
 from fncall.server.compat import EXCHANGE_AGENT_ID, compat_router
 from fncall.server.errors import DEFAULT_MAX_REQUEST_BYTES, RequestSizeLimitMiddleware, install_error_handlers
+from fncall.server.http_metrics import HttpMetricsMiddleware
 from fncall.server.runs import LLMFactory, RunMetrics, RunService
 
 logger = logging.getLogger(__name__)
@@ -121,7 +120,7 @@ def create_app(
     install_agent_error_handlers(app)
     app.add_middleware(RequestSizeLimitMiddleware, max_bytes=max_request_bytes)
     app.add_middleware(ApiKeyMiddleware, api_keys=keys)
-    app.add_middleware(_HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(HttpMetricsMiddleware, observe=metrics.observe_request)
     app.state.api_keys_configured = bool(keys)
 
     llm_app = None
@@ -187,37 +186,6 @@ class _SharedLLMFactory:
             if key not in self._made:
                 self._made[key] = self._make(key)
             return self._made[key]
-
-
-class _HttpMetricsMiddleware:
-    """Counts every request by route and status and times it to its last byte."""
-
-    def __init__(self, app: ASGIApp, metrics: RunMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_observe(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_observe)
-        finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
-            self.metrics.http_requests.labels(endpoint=endpoint, status=str(status)).inc()
-            if status >= 400:
-                self.metrics.errors.labels(kind=f"http_{status}").inc()
-            self.metrics.http_latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
 
 
 __all__ = ["EMBEDDED_LLM_SPEC", "STOCK_AGENT_ID", "builtin_agents", "create_app"]

@@ -25,7 +25,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fncall import __version__
 from fncall.formats.openai import (
@@ -44,6 +43,7 @@ from fncall.server.errors import (
     read_json_body,
     reply_for_exception,
 )
+from fncall.server.http_metrics import HttpMetricsMiddleware
 from fncall.server.sse import SSE_DONE, sse_data, sse_response
 from fncall.types import Completion, FinishEvent, StreamEvent, Usage
 
@@ -72,7 +72,9 @@ def create_llm_app(
     app = FastAPI(title="fncall LLM service", version=__version__)
     install_error_handlers(app)
     app.add_middleware(RequestSizeLimitMiddleware, max_bytes=max_request_bytes)
-    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_middleware(
+        HttpMetricsMiddleware, observe=metrics.observe_request, in_progress=metrics.in_progress
+    )
     app.state.llm = llm
     app.state.model_name = served_model
 
@@ -246,39 +248,12 @@ class _LLMMetrics:
             "fncall_llm_requests_in_progress", "Requests being served", registry=self.registry
         )
 
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint=endpoint, status=str(status)).inc()
+        if status >= 400:
+            self.errors.labels(endpoint=endpoint, status=str(status)).inc()
+        self.latency.labels(endpoint=endpoint).observe(seconds)
+
     def count_tokens(self, usage: Usage) -> None:
         self.tokens.labels(kind="prompt").inc(usage.prompt_tokens)
         self.tokens.labels(kind="completion").inc(usage.completion_tokens)
-
-
-class _MetricsMiddleware:
-    """Counts every HTTP request by route and status and times it to its last byte."""
-
-    def __init__(self, app: ASGIApp, metrics: _LLMMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_observe(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        self.metrics.in_progress.inc()
-        try:
-            await self.app(scope, receive, send_and_observe)
-        finally:
-            self.metrics.in_progress.dec()
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
-            if status >= 400:
-                self.metrics.errors.labels(endpoint=endpoint, status=str(status)).inc()
-            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)

@@ -191,6 +191,12 @@ class RunMetrics:
             registry=self.registry,
         )
 
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(endpoint=endpoint, status=str(status)).inc()
+        if status >= 400:
+            self.errors.labels(kind=f"http_{status}").inc()
+        self.http_latency.labels(endpoint=endpoint).observe(seconds)
+
     def observe_step(self, step: Step) -> None:
         self.steps.labels(kind=step.kind).inc()
         if step.kind == "llm":
