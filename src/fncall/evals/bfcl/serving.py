@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-from fncall.errors import ConfigError
 from fncall.llms.base import LLM
 from fncall.llms.spec import from_spec
 
@@ -63,32 +59,12 @@ async def open_target(spec: str) -> AsyncIterator[Target]:
 @contextlib.contextmanager
 def _served(backend: LLM) -> Iterator[str]:
     """Serve `backend` with fncall's LLM app on a free port of 127.0.0.1 in a thread; yields the base URL."""
-    import uvicorn
-
     from fncall.server.llm_api import create_llm_app
+    from fncall.server.threaded import serve_in_thread
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_llm_app(backend, model_name=SERVED_MODEL_NAME), log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise ConfigError("fncall's LLM server for the BFCL run did not start on 127.0.0.1.")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    app = create_llm_app(backend, model_name=SERVED_MODEL_NAME)
+    with serve_in_thread(app, startup_timeout_s=_STARTUP_TIMEOUT_S) as url:
+        yield url
 
 
 async def _close(llm: LLM) -> None:
