@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import socket
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -20,6 +17,7 @@ from fncall.llms.anthropic import AnthropicLLM, bedrock_from_spec, from_spec
 from fncall.llms.base import LLM, BaseLLM, collect_stream
 from fncall.llms.scripted import Scripted
 from fncall.server.anthropic_api import anthropic_router
+from fncall.server.threaded import serve_in_thread
 from fncall.types import (
     FinishEvent,
     GenerationParams,
@@ -44,27 +42,6 @@ PARIS = ToolCall(id="call_p1", name="get_weather", arguments={"city": "Paris", "
 QUESTION = [Message.system("Be brief."), Message.user("Weather in Paris?")]
 
 
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Runs `app` with uvicorn in a thread on a free 127.0.0.1 port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("the test server failed to start")
-            threading.Event().wait(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
-
-
 def messages_app(llm: LLM) -> FastAPI:
     app = FastAPI()
     app.include_router(anthropic_router(llm, "served-model"))
@@ -78,7 +55,7 @@ def scripted() -> Scripted:
 
 @pytest.fixture
 def llm(scripted: Scripted) -> Iterator[AnthropicLLM]:
-    with serve(messages_app(scripted)) as url:
+    with serve_in_thread(messages_app(scripted)) as url:
         yield from_spec(f"{url}#served-model")
 
 
@@ -154,7 +131,7 @@ class _Failing(BaseLLM):
 async def test_server_errors_become_llm_errors(
     error: Exception, expected: type[Exception], fragment: str, streamed: bool
 ) -> None:
-    with serve(messages_app(_Failing(error))) as url:
+    with serve_in_thread(messages_app(_Failing(error))) as url:
         llm = AnthropicLLM("m", base_url=url, api_key="x", max_retries=0)
         with pytest.raises(expected) as caught:
             if streamed:
@@ -245,7 +222,7 @@ async def test_bedrock_invoke_model_against_a_local_stand_in() -> None:
         completion = await backend.complete(*from_bedrock_body(body, model_id))
         return JSONResponse(completion_to_message(completion, model=model_id, message_id="msg_b1"))
 
-    with serve(app) as url:
+    with serve_in_thread(app) as url:
         llm = AnthropicLLM.bedrock("anthropic.claude-x", region="us-east-1", api_key="brk-key", base_url=url)
         completion = await llm.complete(QUESTION, [WEATHER], {"name": "get_weather"})
     assert completion.message.tool_calls == [PARIS]

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
 
 import anthropic
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from fncall.errors import LLMError, LLMUnavailableError, OverloadedError
 from fncall.llms.base import BaseLLM
 from fncall.llms.scripted import Scripted
 from fncall.server.anthropic_api import anthropic_router
+from fncall.server.threaded import serve_in_thread
 from fncall.types import (
     GenerationParams,
     Message,
@@ -41,27 +39,6 @@ WEATHER_TOOL = {
 WEATHER_CALL = ToolCall(id="call_abc123", name="get_weather", arguments={"city": "Paris", "unit": "c"})
 
 
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Runs `app` with uvicorn in a thread on a free 127.0.0.1 port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("the test server failed to start")
-            threading.Event().wait(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
-
-
 def app_for(llm: object, model_name: str = "fncall-test") -> FastAPI:
     app = FastAPI()
     app.include_router(anthropic_router(llm, model_name))  # type: ignore[arg-type]
@@ -75,7 +52,7 @@ def scripted() -> Scripted:
 
 @pytest.fixture
 def base_url(scripted: Scripted) -> Iterator[str]:
-    with serve(app_for(scripted)) as url:
+    with serve_in_thread(app_for(scripted)) as url:
         yield url
 
 
@@ -274,7 +251,7 @@ class _Failing(BaseLLM):
 @pytest.mark.parametrize("stream", [False, True])
 def test_backend_errors_map_to_status(error: LLMError, status: int, error_type: str, stream: bool) -> None:
     body = {"model": "m", "max_tokens": 5, "stream": stream, "messages": [{"role": "user", "content": "x"}]}
-    with serve(app_for(_Failing(error))) as url:
+    with serve_in_thread(app_for(_Failing(error))) as url:
         response = httpx.post(f"{url}/v1/messages", json=body)
     assert response.status_code == status
     assert response.json() == {"type": "error", "error": {"type": error_type, "message": str(error)}}
@@ -283,7 +260,7 @@ def test_backend_errors_map_to_status(error: LLMError, status: int, error_type: 
 
 def test_error_inside_a_stream_is_an_error_event() -> None:
     body = {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
-    with serve(app_for(_Failing(LLMError("engine broke"), after_first_event=True))) as url:
+    with serve_in_thread(app_for(_Failing(LLMError("engine broke"), after_first_event=True))) as url:
         client = anthropic.Anthropic(base_url=url, api_key="x", max_retries=0)
         with pytest.raises(anthropic.APIStatusError) as caught:
             list(client.messages.create(**body))
@@ -324,7 +301,7 @@ class _Endless(BaseLLM):
 def test_client_disconnect_stops_the_backend_stream() -> None:
     backend = _Endless()
     body = {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
-    with serve(app_for(backend)) as url:
+    with serve_in_thread(app_for(backend)) as url:
         with httpx.stream("POST", f"{url}/v1/messages", json=body) as response:
             for line in response.iter_lines():
                 if line.startswith("event: content_block_delta"):
