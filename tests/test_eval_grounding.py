@@ -272,6 +272,11 @@ def test_fake_tools_are_deterministic_and_exact() -> None:
         ),
         ("get_horoscope", {}, "Error: there is no tool named 'get_horoscope'."),
         (
+            "track_package",
+            {"tracking_number": "7712-0045", "required": True},
+            "Error: invalid arguments for track_package: unexpected argument(s) 'required'.",
+        ),
+        (
             "get_subscription",
             {"user_id": "4471"},
             "Error: the billing service timed out, so the subscription could not be read.",

@@ -146,6 +146,9 @@ class GenerationParams(_Model):
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
     parallel_tool_calls: bool = True
+    # Stop once this many calls are written (the answer policy's proposals); backends that cannot stop
+    # early ignore it.
+    max_tool_calls: int | None = None
     response_format: dict[str, Any] | None = None
     # Constrained decoding of tool calls (local engine): None = the engine's default policy.
     constrained: bool | None = None

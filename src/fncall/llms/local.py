@@ -200,7 +200,8 @@ class LocalLLM(BaseLLM):
         job = self.queue.submit(lambda cancel: self._generate(first, prompt, plan, params, cancel))
         assembler = StreamAssembler()
         outcome: _Outcome | None = None
-        stopped_after_first_call = False
+        enough_calls = False
+        call_limit = 1 if not params.parallel_tool_calls else params.max_tool_calls or float("inf")
         try:
             async for item in job:
                 if isinstance(item, _Outcome):
@@ -209,10 +210,10 @@ class LocalLLM(BaseLLM):
                 for event in self._keep(parser.feed(item.text), params):
                     assembler.add(event)
                     yield event
-                    if isinstance(event, ToolCallEndEvent) and not params.parallel_tool_calls:
-                        stopped_after_first_call = True
-                if stopped_after_first_call:
-                    job.cancel()  # one call is all that was asked for: stop generating
+                    if isinstance(event, ToolCallEndEvent) and len(assembler.ended) >= call_limit:
+                        enough_calls = True
+                if enough_calls:
+                    job.cancel()  # every call that was asked for is written: stop generating
                     break
             truncated = outcome is not None and outcome.finish == "length"
             for event in self._keep(parser.finish(truncated=truncated), params):

@@ -52,6 +52,9 @@ def run_fake_tool(name: str, arguments: Mapping[str, Any]) -> ToolOutcome:
     if tool is None:
         return ToolOutcome(f"Error: there is no tool named {name!r}.", is_error=True)
     problems = sorted(error.message for error in Draft202012Validator(tool.parameters).iter_errors(arguments))
+    unexpected = sorted(set(arguments) - set(tool.parameters.get("properties", {})))
+    if unexpected:
+        problems.append(f"unexpected argument(s) {', '.join(map(repr, unexpected))}")
     if problems:
         return ToolOutcome(f"Error: invalid arguments for {name}: {'; '.join(problems)}.", is_error=True)
     try:

@@ -9,6 +9,7 @@ Each check below is general: it looks at schemas and at where argument values co
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -70,32 +71,175 @@ def is_grounded(call: ToolCall, conversation_text: str) -> bool:
     return False
 
 
+def guessed_values(
+    call: ToolCall, conversation_text: str, tools: Sequence[ToolSpec]
+) -> list[str | int | float]:
+    """The argument values of a call that nobody said: neither the conversation nor the tool's schema
+    holds them as an allowed value. Measured on Qwen2.5-Coder-0.5B, such a value is the model filling a
+    gap from memory or from the schema's examples (`Paris` from "City name, e.g. Paris" for the city where
+    a flight lands, an ISBN of zeros, "Tokyo" for "the capital of Japan, look it up first") instead of
+    calling the tool that would look it up. Short codes and units (USD, km) are translations of the user's
+    words, not guesses; strings that share a word stem with the conversation are respellings ("Lisboa")."""
+    tool = next((tool for tool in tools if tool.name == call.name), None)
+    allowed = _enum_values(tool.parameters) if tool is not None else set()
+    numbers = {abs(number) for number in numbers_in(conversation_text)}
+    stems = _word_stems(conversation_text)
+    guessed: list[str | int | float] = []
+    for value in _scalar_values(call.arguments):
+        if value in allowed:
+            continue
+        if isinstance(value, str):
+            if _CODE.fullmatch(value.strip()) or text_contains(conversation_text, value):
+                continue
+            if _word_stems(value) & stems:
+                continue
+        elif abs(float(value)) in numbers:
+            continue
+        guessed.append(value)
+    return guessed
+
+
+def copied_from_schema(value: str | int | float, tool: ToolSpec) -> bool:
+    """Whether a value is written in the tool's own description or schema: an example copied as data."""
+    text = json.dumps(tool.parameters, ensure_ascii=False) + "\n" + tool.description
+    return isinstance(value, str) and text_contains(text, value)
+
+
+def without_examples(tool: ToolSpec, values: Iterable[str | int | float]) -> ToolSpec:
+    """The tool with these values and the phrase introducing them ("e.g. Paris") cut from its texts."""
+    patterns = [
+        re.compile(
+            r"[,;]?\s*(?:\(?\s*(?:e\.g\.|for example|such as|like|ex\.)\s*,?\s*)?[\"']?"
+            + re.escape(str(value))
+            + r"[\"']?\)?",
+            re.IGNORECASE,
+        )
+        for value in values
+        if isinstance(value, str) and value.strip()
+    ]
+
+    def cut(text: str) -> str:
+        for pattern in patterns:
+            text = pattern.sub("", text)
+        return text
+
+    def cut_schema(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {
+                key: cut(value)
+                if key in ("description", "title") and isinstance(value, str)
+                else cut_schema(value)
+                for key, value in item.items()
+            }
+        if isinstance(item, list):
+            return [cut_schema(value) for value in item]
+        return item
+
+    return tool.model_copy(
+        update={"description": cut(tool.description), "parameters": cut_schema(tool.parameters)}
+    )
+
+
+def without_undeclared_arguments(call: ToolCall, tools: Sequence[ToolSpec]) -> ToolCall:
+    """The call without keys its tool does not declare, when what is left fits the schema: the model
+    copied part of the schema (`"required": [...]`) into its arguments."""
+    tool = next((tool for tool in tools if tool.name == call.name), None)
+    declared = tool.parameters.get("properties") if tool and isinstance(tool.parameters, dict) else None
+    if not isinstance(declared, dict) or not declared or call.unparsed_arguments is not None:
+        return call
+    extra = set(call.arguments) - set(declared)
+    if not extra:
+        return call
+    trimmed = call.model_copy(
+        update={"arguments": {k: v for k, v in call.arguments.items() if k in declared}}
+    )
+    return trimmed if fits_schema(trimmed, tools) else call
+
+
+def open_words(turn: ToolTurn, tools: Sequence[ToolSpec]) -> set[str]:
+    """Stems of the question's content words that neither the tools called for it (their names,
+    descriptions, parameters and arguments) nor their results hold: what the question may still ask for."""
+    covered: set[str] = set()
+    for exchange in turn.exchanges:
+        spec = next((tool for tool in tools if tool.name == exchange.call.name), None)
+        covered |= _word_stems(exchange.content)
+        covered |= _word_stems(_tool_text(spec) if spec else exchange.call.name)
+        covered |= _word_stems(" ".join(str(value) for value in _scalar_values(exchange.call.arguments)))
+    return _word_stems(turn.question) - covered - _FUNCTION_WORDS
+
+
+def asks_for_more(call: ToolCall, turn: ToolTurn, tools: Sequence[ToolSpec], *, first: bool = False) -> bool:
+    """Whether the question still asks for what the call gives. Measured on Qwen2.5-Coder-0.5B after a
+    result: it fans out to every tool that takes a value of the result (a city's country, each listed
+    flight's status) although the question is answered. A follow-up is kept when it is
+    - the same tool again: a value it returned leads to another record (an employee's manager);
+    - a tool that shares a word with the question that the calls so far do not cover ("weather" once the
+      capital is known);
+    - the model's first new call, carrying a number of a result on while the question still has words the
+      calls do not cover (a price on to a currency conversion: "in euros" shares no word with its tool)."""
+    if call.name in {exchange.call.name for exchange in turn.exchanges}:
+        return True
+    tool = next((tool for tool in tools if tool.name == call.name), None)
+    words = open_words(turn, tools)
+    if tool is None or not words:
+        return False
+    if words & _word_stems(_tool_text(tool)):
+        return True
+    return first and bool(_result_values_used(call, turn)[1])
+
+
 def uses_a_result(call: ToolCall, turn: ToolTurn) -> bool:
     """Whether the call takes a value from this question's results that neither the question nor the
     earlier calls held: the mark of a call that needed the results (a follow-up), not one the model could
     have made before them (a re-ask, or a lookup nobody asked for)."""
+    strings, numbers = _result_values_used(call, turn)
+    return bool(strings or numbers)
+
+
+def _result_values_used(call: ToolCall, turn: ToolTurn) -> tuple[list[str], list[float]]:
+    """The call's strings and numbers that come from this question's results and nowhere before them."""
     successes = [exchange for exchange in turn.exchanges if not exchange.is_error]
     results = "\n".join(exchange.content for exchange in successes)
     known = turn.question + "\n" + "\n".join(exchange.call.arguments_json() for exchange in turn.exchanges)
     known_numbers = {abs(number) for number in numbers_in(known)}
     result_numbers = {abs(number) for number in numbers_in(results)}
+    strings: list[str] = []
+    numbers: list[float] = []
     for value in _scalar_values(call.arguments):
-        if isinstance(value, str) and text_contains(results, value) and not text_contains(known, value):
-            return True
-        if isinstance(value, int | float):
-            number = abs(float(value))
-            if number in result_numbers and number not in known_numbers:
-                return True
-    return False
+        if isinstance(value, str):
+            if text_contains(results, value) and not text_contains(known, value):
+                strings.append(value)
+        elif abs(float(value)) in result_numbers and abs(float(value)) not in known_numbers:
+            numbers.append(float(value))
+    return strings, numbers
 
 
 def mentions_tool(question: str, tool: ToolSpec) -> bool:
     """Whether the question shares a content word (4+ letters, compared by its first 5) with the tool's
     name, description or parameter names: "weather" in "What's the weather in the capital of Japan?"."""
-    words = _word_stems(question)
+    return bool((_word_stems(question) - _FUNCTION_WORDS) & _word_stems(_tool_text(tool)))
+
+
+def _tool_text(tool: ToolSpec) -> str:
     parameters = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
-    tool_text = " ".join([tool.name.replace("_", " "), tool.description, *map(str, parameters)])
-    return bool(words & _word_stems(tool_text))
+    return " ".join([tool.name.replace("_", " "), tool.description, *map(str, parameters)])
+
+
+def _enum_values(schema: Any) -> set[Any]:
+    """Every value a schema lists in an `enum` or `const`, at any depth."""
+    values: set[Any] = set()
+    if isinstance(schema, dict):
+        for key, item in schema.items():
+            if key == "enum" and isinstance(item, list):
+                values.update(value for value in item if isinstance(value, str | int | float))
+            elif key == "const" and isinstance(item, str | int | float):
+                values.add(item)
+            else:
+                values |= _enum_values(item)
+    elif isinstance(schema, list):
+        for item in schema:
+            values |= _enum_values(item)
+    return values
 
 
 def feeds_own_output(call: ToolCall, turn: ToolTurn) -> bool:
@@ -117,6 +261,17 @@ def feeds_own_output(call: ToolCall, turn: ToolTurn) -> bool:
 def conversation_text(messages: Iterable[Message]) -> str:
     """What the user said and the tools returned: where a grounded argument value comes from."""
     return "\n".join(message.text for message in messages if message.role in ("user", "tool"))
+
+
+_CODE = re.compile(r"[A-Z]{2,4}|[a-z]{1,3}")
+"""A code or unit (USD, EUR, km, lb): what a model translates the user's words into."""
+_ASKING_WORDS = (
+    "what which where when whose does have right first look tell please about there their from with "
+    "this that these those into much many some show give find know want would could should then also"
+)
+_FUNCTION_WORDS = frozenset(word[:5] for word in _ASKING_WORDS.split())
+"""Stems of words that ask rather than name a thing: a tool "Where a parcel is now" is not about every
+question that starts with "Where"."""
 
 
 def _word_stems(text: str) -> set[str]:
