@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# llama-cpp-python compiles llama.cpp once (about 7 minutes on 2 cores); pip caches the wheel.
-	$(BIN)/pip install -q -e '.[dev,local,anthropic]'
+	$(BIN)/pip install -q -e '.[dev,local,anthropic,bento]'
 	# BFCL's data and checker; its declared dependencies pull torch and CUDA, which the checker does not need.
 	$(BIN)/pip install -q --no-deps bfcl-eval==2026.3.23 filelock==3.20.0
 	touch $(STAMP)

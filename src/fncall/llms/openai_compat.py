@@ -41,7 +41,9 @@ class OpenAICompatible(BaseLLM):
         timeout_s: float = 60.0,
         max_retries: int = 3,
         max_tokens_field: MaxTokensField = "max_tokens",
+        http_client: Any = None,
     ) -> None:
+        """`http_client`: the SDK's HTTP client to use instead of its own (a Unix-socket transport)."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_retries = max_retries
@@ -51,6 +53,7 @@ class OpenAICompatible(BaseLLM):
             api_key=api_key or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_API_KEY,
             timeout=timeout_s,
             max_retries=max_retries,
+            http_client=http_client,
         )
 
     def __repr__(self) -> str:
