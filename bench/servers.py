@@ -151,3 +151,25 @@ class PeakRssSampler:
                 self.peak = max(self.peak, rss_bytes(self.pid))
             except (OSError, RuntimeError):
                 return
+
+
+def fncall_serve(llm_spec: str, database_dir: Path) -> ServerProcess:
+    """`fncall serve` (the agent service) on a free port of 127.0.0.1: its agents on `llm_spec`, its memory
+    in a fresh SQLite file under `database_dir` (the data directory, where models live, stays as it is), no
+    API keys, no access log (uvicorn's warning level)."""
+    port = free_port()
+    command = [
+        str(VENV_BIN / "fncall"),
+        "serve",
+        "--llm",
+        llm_spec,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database-url",
+        f"sqlite+aiosqlite:///{database_dir / 'fncall.db'}",
+        "--log-level",
+        "warning",
+    ]
+    return ServerProcess(command, port, env={"FNCALL_API_KEYS": ""})

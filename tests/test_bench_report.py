@@ -3,11 +3,27 @@ report prints must be computed right even though the benchmarks themselves are n
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from bench.report import Section, Table, load_sections, render_report, save_section
+from bench.scripted_service import task_tool_call
+from bench.service_load import (
+    AGENT_RUNS,
+    IDEAL_RUNS_PER_S,
+    LLM_LOOP,
+    LoadOutcome,
+    TargetSummary,
+    added_latencies_ms,
+    agent_service,
+    chosen_targets,
+    drive_agent_runs,
+    load_section,
+    run_problem,
+)
 from bench.stats import Spread, loglog_slope, paired_ratios, percentile
 from bench.stream_parsing import (
     ReparseBaseline,
@@ -17,8 +33,12 @@ from bench.stream_parsing import (
     model_output,
     parse_with_baseline,
 )
+from bench.task import ANSWER, TASK
 from hypothesis import given
 from hypothesis import strategies as st
+
+from fncall.errors import LLMError
+from fncall.types import ToolSpec
 
 # ------------------------------------------------------------------------------------------ Spread
 
@@ -207,3 +227,106 @@ def test_reparse_baseline_only_ever_sends_a_prefix_of_the_final_arguments() -> N
         sent += baseline.feed(char)
         assert final.startswith(sent)
     assert sent + baseline.finish() == final
+
+
+# ------------------------------------------------------------------- benchmark 4: agent service under load
+
+
+def test_ideal_is_the_runs_in_flight_over_three_sequential_model_calls() -> None:
+    assert pytest.approx(200 / 0.3) == IDEAL_RUNS_PER_S
+
+
+def test_added_latency_is_each_runs_time_over_the_300_ms_floor() -> None:
+    outcome = LoadOutcome(wall_s=2.0, run_latencies_s=[0.3, 0.35, 1.3])
+    assert added_latencies_ms(outcome) == pytest.approx([0.0, 50.0, 1000.0])
+
+
+def test_load_targets_default_to_both_with_agent_runs_first() -> None:
+    assert chosen_targets(None) == [AGENT_RUNS, LLM_LOOP]
+    assert chosen_targets("all") == [AGENT_RUNS, LLM_LOOP]
+    assert chosen_targets("llm-loop") == [LLM_LOOP]
+    with pytest.raises(ValueError, match="FNCALL_BENCH_LOAD_TARGET must be one of agent-runs, llm-loop"):
+        chosen_targets("agent")
+
+
+def test_run_problem_accepts_only_a_completed_run_with_the_tasks_answer() -> None:
+    completed = json.dumps({"id": "r1", "status": "completed", "final_answer": "The result is 10."})
+    assert run_problem(200, completed) is None
+    assert run_problem(500, '{"error": {"message": "boom"}}') == 'HTTP 500: {"error": {"message": "boom"}}'
+    failed = json.dumps(
+        {"id": "r2", "status": "failed", "outcome": "error", "final_answer": None, "error": "LLM down"}
+    )
+    assert run_problem(200, failed) == (
+        "run r2 ended 'failed' / 'error' with answer None and error 'LLM down'"
+    )
+
+
+def test_scripted_model_calls_the_task_tool_the_request_offers() -> None:
+    add = task_tool_call([ToolSpec(name="add")], {"a": 2, "b": 3})
+    assert (add.name, add.arguments) == ("add", {"a": 2, "b": 3})
+    convert = task_tool_call([ToolSpec(name="convert_currency")], {"a": 5, "b": 5})
+    assert convert.name == "convert_currency"
+    assert convert.arguments == {"from_currency": "USD", "to_currency": "EUR", "amount": 10.0}
+    with pytest.raises(LLMError, match="offered \\['lookup'\\]"):
+        task_tool_call([ToolSpec(name="lookup")], {"a": 1, "b": 1})
+
+
+def _outcome(wall_s: float, latencies: list[float], errors: list[str], cpu_s: float) -> LoadOutcome:
+    return LoadOutcome(
+        wall_s=wall_s,
+        run_latencies_s=latencies,
+        errors=errors,
+        service_cpu_s=cpu_s,
+        model_cpu_s=cpu_s / 5,
+        client_cpu_s=cpu_s / 10,
+        peak_rss_bytes=100 * 2**20,
+    )
+
+
+def test_target_summary_divides_by_runs_and_compares_with_the_ideal() -> None:
+    outcomes = [
+        _outcome(2.0, [0.3, 0.5, 0.7, 0.9], [], 0.2),
+        _outcome(1.0, [0.4, 0.4], ["RuntimeError: HTTP 500"], 0.3),
+    ]
+    summary = TargetSummary.of(outcomes)
+    assert summary.throughput == Spread(2.0, 2.0, 2.0, 2)
+    assert summary.efficiency.median == pytest.approx(2.0 / IDEAL_RUNS_PER_S)
+    # 200 ms over 4 runs, 300 ms over 3 runs (the failed one counts: the service did its work)
+    cpu = summary.service_cpu_ms
+    assert (cpu.min, cpu.median, cpu.max) == pytest.approx((50.0, 75.0, 100.0))
+    assert summary.model_cpu_ms is not None and summary.model_cpu_ms.median == pytest.approx(15.0)
+    assert summary.service_cap == pytest.approx(1000 / 75)
+    assert summary.machine_cap == pytest.approx(2000 / (75 + 15 + 7.5))
+    assert (summary.runs, summary.errors) == (7, 1)
+    assert summary.cells()[0] == "4 runs x 1 HTTP request(s)"
+    assert summary.cells()[-1] == "1 in 7 runs"
+
+
+def test_load_section_has_a_column_per_target_and_names_the_first_error(tmp_path: Path) -> None:
+    agent = [_outcome(1.0, [0.4, 0.5], ["RuntimeError: HTTP 503: busy"], 0.1)]
+    loop = [LoadOutcome(wall_s=1.0, run_latencies_s=[0.35], requests_per_run=3, service_cpu_s=0.01)]
+    section = load_section({AGENT_RUNS: agent, LLM_LOOP: loop}, warm_up_runs=20, charts_dir=tmp_path)
+    table = section.tables[0]
+    assert table.columns == ["figure", "`fncall serve`: agent runs", "LLM service: client-driven loop"]
+    assert table.rows[0] == ["load per repeat", "3 runs x 1 HTTP request(s)", "1 runs x 3 HTTP request(s)"]
+    assert table.rows[6][2] == "in the service"
+    assert section.findings[-1] == "First error: RuntimeError: HTTP 503: busy"
+    assert section.charts == ["bench_service_load.png"]
+    assert (tmp_path / "bench_service_load.png").is_file()
+
+
+def test_agent_runs_over_a_real_fncall_serve_answer_the_task_in_three_llm_steps() -> None:
+    with agent_service(latency_s=0.01) as target:
+        outcome = asyncio.run(drive_agent_runs(target.service.base_url, target.agent_id, 4, 4))
+        verbose = httpx.post(
+            f"{target.service.base_url}/v1/agents/{target.agent_id}/runs",
+            json={"input": TASK, "verbose": True},
+            timeout=30,
+        ).json()
+    assert outcome.errors == []
+    assert outcome.completed == 4
+    assert verbose["final_answer"] == ANSWER
+    steps = [(step["kind"], step["index"]) for step in verbose["steps"]]
+    assert steps == [("llm", 1), ("tool", 1), ("llm", 2), ("tool", 2), ("llm", 3)]
+    results = [step["result"] for step in verbose["steps"] if step["kind"] == "tool"]
+    assert [(result["name"], result["is_error"]) for result in results] == [("convert_currency", False)] * 2
