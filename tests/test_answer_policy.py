@@ -679,3 +679,132 @@ async def test_a_first_call_that_respells_the_questions_words_is_kept() -> None:
         [call], [Message.user("How warm is it in Lisbon right now?")], [CONVERT, WEATHER]
     )
     assert completion.message.tool_calls == [call]
+
+
+# ------------------------------------------------------------------------------ first-turn re-asks
+
+CITY = {"type": "string", "description": "City name, e.g. Paris"}
+LOCAL_TIME = ToolSpec(
+    name="get_local_time",
+    description="The local time in a city.",
+    parameters={"type": "object", "properties": {"city": CITY}, "required": ["city"]},
+)
+FLIGHT_STATUS = ToolSpec(
+    name="get_flight_status",
+    description="Status of a flight: origin, destination and gate.",
+    parameters={"type": "object", "properties": {"flight": {"type": "string"}}, "required": ["flight"]},
+)
+LANDING_QUESTION = "What is the local time now in the city where flight LH430 lands?"
+
+
+def _calls(*calls: ToolCall) -> Completion:
+    return Completion(
+        message=Message.assistant(tool_calls=list(calls)),
+        finish_reason="tool_calls",
+        usage=Usage(prompt_tokens=100, completion_tokens=10),
+    )
+
+
+async def test_a_first_call_with_a_copied_schema_example_is_asked_again_without_the_example() -> None:
+    copied = ToolCall(name="get_local_time", arguments={"city": "Paris"})
+    status = ToolCall(name="get_flight_status", arguments={"flight": "LH430"})
+    completion, events, backend = await _run(
+        [_calls(copied), _calls(status)], [Message.user(LANDING_QUESTION)], [LOCAL_TIME, FLIGHT_STATUS]
+    )
+    assert completion.message.tool_calls == [status]
+    assert completion.usage == Usage(prompt_tokens=200, completion_tokens=20)
+    retried_tools = backend.requests[1].tools
+    assert [tool.name for tool in retried_tools] == ["get_local_time", "get_flight_status"]
+    assert retried_tools[0].parameters["properties"]["city"]["description"] == "City name"
+    assert [event.call for event in events if isinstance(event, ToolCallEndEvent)] == [status]
+
+
+async def test_a_first_call_guessing_a_value_from_memory_is_asked_again_without_its_tool() -> None:
+    capital = ToolSpec(
+        name="get_country_info",
+        description="Capital of a country.",
+        parameters={"type": "object", "properties": {"country": {"type": "string"}}},
+    )
+    guess = ToolCall(name="get_weather", arguments={"city": "Tokyo"})
+    lookup = ToolCall(name="get_country_info", arguments={"country": "Japan"})
+    question = "What's the weather in the capital of Japan? Look up the capital first."
+    completion, _, backend = await _run(
+        [_calls(guess), _calls(lookup)], [Message.user(question)], [WEATHER, capital]
+    )
+    assert completion.message.tool_calls == [lookup]
+    assert [tool.name for tool in backend.requests[1].tools] == ["get_country_info"]
+
+
+async def test_a_re_ask_that_guesses_again_keeps_the_first_call() -> None:
+    guess = ToolCall(name="get_weather", arguments={"city": "Tokyo"})
+    other_guess = ToolCall(name="get_capital", arguments={"country": "Atlantis"})
+    completion, _, backend = await _run(
+        [_calls(guess), _calls(other_guess)],
+        [Message.user("What's the weather in the capital of Japan?")],
+        [WEATHER, CAPITAL],
+    )
+    assert completion.message.tool_calls == [guess]
+    assert len(backend.requests) == 2  # the second re-ask has no tool left to offer
+    assert completion.usage == Usage(prompt_tokens=200, completion_tokens=20)
+
+
+async def test_re_asking_can_be_switched_off() -> None:
+    guess = ToolCall(name="get_weather", arguments={"city": "Tokyo"})
+    completion, _, backend = await _run(
+        [_calls(guess)],
+        [Message.user("What's the weather in the capital of Japan?")],
+        [WEATHER, CAPITAL],
+        policy=AnswerPolicy(reselections=0),
+    )
+    assert completion.message.tool_calls == [guess]
+    assert len(backend.requests) == 1
+
+
+async def test_a_value_the_question_labels_as_another_tools_is_asked_again_without_the_tool() -> None:
+    order = ToolSpec(
+        name="get_order_status",
+        description="Status of a shop order.",
+        parameters={"type": "object", "properties": {"order_id": {"type": "string"}}},
+    )
+    parcel = ToolSpec(
+        name="track_package",
+        description="Where a parcel is now.",
+        parameters={"type": "object", "properties": {"tracking_number": {"type": "string"}}},
+    )
+    wrong = ToolCall(name="track_package", arguments={"tracking_number": "X-00000"})
+    right = ToolCall(name="get_order_status", arguments={"order_id": "X-00000"})
+    completion, _, backend = await _run(
+        [_calls(wrong), _calls(right)], [Message.user("Where is my order X-00000?")], [order, parcel]
+    )
+    assert completion.message.tool_calls == [right]
+    assert [tool.name for tool in backend.requests[1].tools] == ["get_order_status"]
+
+
+async def test_first_call_keys_the_schema_does_not_declare_are_dropped() -> None:
+    copied = ToolCall(name="get_weather", arguments={"city": "Lisbon", "required": ["city"]})
+    completion, _, _ = await _run([_calls(copied)], [Message.user("Weather in Lisbon?")], [WEATHER, CAPITAL])
+    assert completion.message.tool_calls == [copied.model_copy(update={"arguments": {"city": "Lisbon"}})]
+
+
+async def test_a_prose_answer_to_a_question_that_names_a_tool_becomes_a_forced_call() -> None:
+    search = ToolSpec(
+        name="search_products",
+        description="Search the shop's catalogue; returns products with their price.",
+        parameters={"type": "object", "properties": {"query": {"type": "string"}}},
+    )
+    call = ToolCall(name="search_products", arguments={"query": "USB-C cables"})
+    completion, events, backend = await _run(
+        ["The shop sells many cables at $19.99.", _calls(call)],
+        [Message.user("Which USB-C cables does the shop sell, and at what prices?")],
+        [search, CONVERT],
+    )
+    assert completion.message.tool_calls == [call]
+    assert backend.requests[1].tool_choice == {"name": "search_products"}
+    assert backend.requests[1].tools == [search]
+    assert not [event for event in events if isinstance(event, TextDeltaEvent)]  # the prose never left
+
+
+async def test_proposals_after_results_are_cut_short() -> None:
+    _, _, backend = await _run(["{}", GOOD_ANSWER], SEED_CONVERSATION)
+    proposal = backend.requests[0].params
+    assert proposal.max_tool_calls == 3 and proposal.max_tokens == 160

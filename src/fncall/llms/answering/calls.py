@@ -99,6 +99,34 @@ def guessed_values(
     return guessed
 
 
+def mislabelled_values(call: ToolCall, question: str, tools: Sequence[ToolSpec]) -> list[str]:
+    """The call's string values that the question labels as what another tool takes: "order X-00000"
+    passed as a `tracking_number` when another tool takes an `order_id`. The label is the word just
+    before the value in the question; it must match a parameter of another tool and none of this one's."""
+    tool = next((tool for tool in tools if tool.name == call.name), None)
+    if tool is None:
+        return []
+    others = [other for other in tools if other.name != call.name]
+    mislabelled = []
+    for value in _scalar_values(call.arguments):
+        if not isinstance(value, str):
+            continue
+        label = _label_before(question, value)
+        if label and not label & _parameter_stems(tool) and any(label & _parameter_stems(o) for o in others):
+            mislabelled.append(value)
+    return mislabelled
+
+
+def named_tool(question: str, tools: Sequence[ToolSpec]) -> ToolSpec | None:
+    """The one tool the question names by two or more of its content words ("the shop", "prices" for a tool
+    that searches the shop's catalogue with prices), when no other tool shares as many."""
+    words = _word_stems(question) - _FUNCTION_WORDS
+    scores = sorted(((len(words & _word_stems(_tool_text(tool))), tool.name) for tool in tools), reverse=True)
+    if not scores or scores[0][0] < 2 or (len(scores) > 1 and scores[1][0] == scores[0][0]):
+        return None
+    return next(tool for tool in tools if tool.name == scores[0][1])
+
+
 def copied_from_schema(value: str | int | float, tool: ToolSpec) -> bool:
     """Whether a value is written in the tool's own description or schema: an example copied as data."""
     text = json.dumps(tool.parameters, ensure_ascii=False) + "\n" + tool.description
@@ -223,6 +251,41 @@ def mentions_tool(question: str, tool: ToolSpec) -> bool:
 def _tool_text(tool: ToolSpec) -> str:
     parameters = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
     return " ".join([tool.name.replace("_", " "), tool.description, *map(str, parameters)])
+
+
+def _parameter_stems(tool: ToolSpec) -> set[str]:
+    """Stems of a tool's parameter names and descriptions: what its arguments are called."""
+    properties = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
+    if not isinstance(properties, dict):
+        return set()
+    texts = [
+        f"{name} {spec.get('description', '') if isinstance(spec, dict) else ''}"
+        for name, spec in properties.items()
+    ]
+    return _word_stems(" ".join(texts))
+
+
+def _label_before(question: str, value: str) -> set[str]:
+    """The stem of the content word just before `value` in the question ("order" in "my order X-00000")."""
+    at = question.casefold().find(value.casefold())
+    if at <= 0:
+        return set()
+    words = re.findall(r"[A-Za-z]+", question[:at])
+    while words and words[-1].casefold() in (
+        "the",
+        "a",
+        "an",
+        "my",
+        "our",
+        "your",
+        "his",
+        "her",
+        "their",
+        "number",
+        "no",
+    ):
+        words.pop()
+    return _word_stems(words[-1]) - _FUNCTION_WORDS if words else set()
 
 
 def _enum_values(schema: Any) -> set[Any]:
