@@ -6,6 +6,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import openai
 import pytest
 
 from fncall.errors import LLMError, LLMUnavailableError, OverloadedError
@@ -171,3 +172,9 @@ def test_api_key_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
     assert OpenAICompatible("http://127.0.0.1:1/v1", "m")._client.api_key == "sk-from-env"
     assert OpenAICompatible("http://127.0.0.1:1/v1", "m", "sk-given")._client.api_key == "sk-given"
+
+
+def test_a_given_http_client_is_the_one_the_sdk_uses() -> None:
+    given = openai.DefaultAsyncHttpxClient()
+    llm = OpenAICompatible("http://127.0.0.1:1/v1", "m", http_client=given)
+    assert llm._client._client is given

@@ -3,14 +3,12 @@ TGI, OpenAI itself and fncall's own LLM service, through the official `openai` S
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx2
 import openai
-from openai.resources.chat.completions import AsyncCompletions
 
 from fncall.errors import LLMError, LLMUnavailableError, OverloadedError
 from fncall.formats.openai import ChunkDecoder, MaxTokensField, from_canonical, response_to_completion
@@ -19,8 +17,8 @@ from fncall.types import Completion, GenerationParams, Message, StreamEvent, Too
 
 PLACEHOLDER_API_KEY = "not-needed"
 
-# Body fields the SDK takes as keyword arguments; anything else (fncall's extensions) goes in `extra_body`.
-_SDK_ARGUMENTS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {"self", "extra_body"}
+_CHAT_COMPLETIONS_PATH = "/chat/completions"
+_STREAM_OPTIONS = {"include_usage": True}
 
 
 class OpenAICompatible(BaseLLM):
@@ -43,7 +41,8 @@ class OpenAICompatible(BaseLLM):
         max_tokens_field: MaxTokensField = "max_tokens",
         http_client: Any = None,
     ) -> None:
-        """`http_client`: the SDK's HTTP client to use instead of its own (a Unix-socket transport)."""
+        """`http_client`: the SDK's HTTP client to use instead of its own (a Unix-socket transport, or the
+        SDK's `DefaultAioHttpClient`, which costs less CPU per request under heavy concurrency)."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_retries = max_retries
@@ -66,9 +65,9 @@ class OpenAICompatible(BaseLLM):
         tool_choice: ToolChoice = "auto",
         params: GenerationParams | None = None,
     ) -> Completion:
-        arguments = self._create_arguments(messages, tools, tool_choice, params)
+        body = self._body(messages, tools, tool_choice, params)
         try:
-            response = await self._client.chat.completions.create(**arguments)
+            response = await self._client.post(_CHAT_COMPLETIONS_PATH, body=body, cast_to=object)
         except (openai.OpenAIError, httpx2.TransportError) as error:
             raise self._translate(error) from error
         return response_to_completion(response)
@@ -80,11 +79,17 @@ class OpenAICompatible(BaseLLM):
         tool_choice: ToolChoice = "auto",
         params: GenerationParams | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        arguments = self._create_arguments(messages, tools, tool_choice, params)
-        arguments.update(stream=True, stream_options={"include_usage": True})
+        body = self._body(messages, tools, tool_choice, params)
+        body.update(stream=True, stream_options=_STREAM_OPTIONS)
         decoder = ChunkDecoder()
         try:
-            chunks = await self._client.chat.completions.create(**arguments)
+            chunks = await self._client.post(
+                _CHAT_COMPLETIONS_PATH,
+                body=body,
+                cast_to=object,
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
+            )
             async with chunks:
                 async for chunk in chunks:
                     for event in decoder.decode(chunk):
@@ -98,21 +103,20 @@ class OpenAICompatible(BaseLLM):
         """Close the HTTP connection pool."""
         await self._client.close()
 
-    def _create_arguments(
+    def _body(
         self,
         messages: Sequence[Message],
         tools: Sequence[ToolSpec],
         tool_choice: ToolChoice,
         params: GenerationParams | None,
     ) -> dict[str, Any]:
-        body = from_canonical(
+        """The request body, already plain JSON. It goes through the SDK's documented `post` for endpoints
+        rather than `chat.completions.create`, whose walk of the body against its typed-dict params was 7%
+        of the agent service's busy time under load; the answer comes back as the JSON dict it was, not built
+        into SDK models only to be dumped again. Transport, retries and errors are still the SDK's."""
+        return from_canonical(
             messages, tools, tool_choice, params, self.model, max_tokens_field=self.max_tokens_field
         )
-        arguments = {key: value for key, value in body.items() if key in _SDK_ARGUMENTS}
-        extra = {key: value for key, value in body.items() if key not in _SDK_ARGUMENTS}
-        if extra:
-            arguments["extra_body"] = extra
-        return arguments
 
     def _translate(self, error: Exception) -> LLMError:
         if isinstance(error, LLMError):

@@ -1,34 +1,54 @@
 """The memory store: conversations, their interactions and each interaction's traces, in SQLite by default
-and in PostgreSQL by URL, through SQLAlchemy's asyncio API.
+and in PostgreSQL by URL, through SQLAlchemy.
 
 Durability is the point of its shape: every call is one committed transaction, an interaction is written as
 "running" before its run starts, and opening a store marks the running interactions of processes that died
 as "interrupted", so no turn silently disappears. On SQLite every write transaction starts with
 `BEGIN IMMEDIATE` (WAL mode, a busy timeout), so several stores and processes can share one file: writers
 wait their turn instead of failing or losing updates, and readers never block.
+
+Each call's work is a function of a synchronous connection made of SQLAlchemy Core statements (no ORM unit of
+work: an agent run writes a trace per step, and those writes are the hot path of the agent service), run by
+the transaction runner of `fncall.memory.database` that suits the database.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, or_, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fncall import paths
 from fncall.errors import InvalidRequestError
-from fncall.memory.database import READ_ONLY_OPTION, async_url, create_engine
+from fncall.memory.database import (
+    AsyncEngineTransactions,
+    Transactions,
+    Work,
+    async_url,
+    open_transactions,
+)
 from fncall.memory.errors import InteractionStateError, MemoryNotFoundError, MemoryStoreError
 from fncall.memory.models import ConversationRow, InteractionRow, TraceRow, utc_now
 from fncall.memory.owner import current_owner, owner_is_alive
@@ -49,6 +69,28 @@ INTERRUPTED_ERROR = (
 TraceContent = str | Mapping[str, Any] | Sequence[Any]
 """A trace's input or output: text, or a JSON-serialisable value that is stored as JSON text."""
 
+_CONVERSATIONS: Table = ConversationRow.__table__  # type: ignore[assignment]
+_INTERACTIONS: Table = InteractionRow.__table__  # type: ignore[assignment]
+_TRACES: Table = TraceRow.__table__  # type: ignore[assignment]
+
+# The statements of the hot path, built once: only their parameters change from call to call.
+_INSERT_CONVERSATION = insert(_CONVERSATIONS)
+_INSERT_INTERACTION = insert(_INTERACTIONS)
+_INSERT_TRACE = insert(_TRACES)
+_TOUCH_CONVERSATION = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.memory_id == bindparam("b_memory_id"))
+    .values(updated_at=bindparam("b_now"))
+)
+# Incrementing the counter takes the row's write lock, so trace numbers are handed out one at a time.
+_NEXT_TRACE_NUMBER = (
+    update(_INTERACTIONS)
+    .where(_INTERACTIONS.c.id == bindparam("b_interaction_id"))
+    .values(trace_count=_INTERACTIONS.c.trace_count + 1, updated_at=bindparam("b_now"))
+    .returning(_INTERACTIONS.c.trace_count)
+)
+_INTERACTION_EXISTS = select(_INTERACTIONS.c.id).where(_INTERACTIONS.c.id == bindparam("b_interaction_id"))
+
 
 def default_database_url() -> str:
     """`$FNCALL_DATABASE_URL` when set, else the SQLite file `fncall.db` in the data directory."""
@@ -66,12 +108,17 @@ class MemoryStore:
     InteractionStateError.
     """
 
-    def __init__(self, engine: AsyncEngine, *, one_connection: bool = False) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        one_connection: bool = False,
+        transactions: Transactions | None = None,
+    ) -> None:
         """Wraps an engine already set up by `open`; call `open` instead of this."""
         self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        # An in-memory SQLite database lives on one shared connection: take turns using it.
-        self._turn = asyncio.Lock() if one_connection else None
+        # An in-memory SQLite database lives on one shared connection: its calls take turns.
+        self._transactions = transactions or AsyncEngineTransactions(engine, one_connection=one_connection)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -90,8 +137,8 @@ class MemoryStore:
         newer fncall.
         """
         database_url = async_url(url or default_database_url())
-        engine, one_connection = create_engine(database_url, busy_timeout_s)
-        store = cls(engine, one_connection=one_connection)
+        engine, transactions = open_transactions(database_url, busy_timeout_s)
+        store = cls(engine, transactions=transactions)
         try:
             async with engine.begin() as connection:
                 await connection.run_sync(
@@ -100,12 +147,13 @@ class MemoryStore:
             if recover:
                 await store.recover_interrupted()
         except BaseException:
-            await engine.dispose()
+            await store.close()
             raise
         return store
 
     async def close(self) -> None:
         """Close every pooled connection. Everything was committed already; nothing is lost by closing."""
+        await self._transactions.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> MemoryStore:
@@ -132,27 +180,40 @@ class MemoryStore:
         memory_id: str | None = None,
     ) -> Conversation:
         """A new, empty conversation; `memory_id` defaults to a fresh UUID."""
+        values = _conversation_values(memory_id or _new_id(), name, agent_id, metadata, utc_now())
+
+        def work(connection: Connection) -> None:
+            connection.execute(_INSERT_CONVERSATION, values)
+
+        await self._write_conversation(work, values["memory_id"])
+        return _conversation(values)
+
+    async def start_conversation(
+        self,
+        input: str,
+        name: str = "",
+        *,
+        agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> tuple[Conversation, Interaction]:
+        """A new conversation with its first interaction already "running", in one transaction: what a run
+        that starts a conversation needs, in one commit instead of two. Its history is empty by definition."""
         now = utc_now()
-        row = ConversationRow(
-            memory_id=memory_id or _new_id(),
-            name=name,
-            agent_id=agent_id,
-            meta=dict(metadata or {}),
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            async with self._writing() as session:
-                session.add(row)
-        except IntegrityError:
-            raise MemoryStoreError(
-                f"A conversation with id {row.memory_id!r} already exists: choose another memory_id."
-            ) from None
-        return _conversation(row)
+        conversation = _conversation_values(_new_id(), name, agent_id, metadata, now)
+        interaction = _interaction_values(conversation["memory_id"], input, None, now)
+
+        def work(connection: Connection) -> None:
+            connection.execute(_INSERT_CONVERSATION, conversation)
+            connection.execute(_INSERT_INTERACTION, interaction)
+
+        await self._write_conversation(work, conversation["memory_id"])
+        return _conversation(conversation), _interaction(interaction)
 
     async def get_conversation(self, memory_id: str) -> Conversation:
-        async with self._reading() as session:
-            return _conversation(await _conversation_row(session, memory_id))
+        def work(connection: Connection) -> Conversation:
+            return _conversation(_conversation_row(connection, memory_id))
+
+        return await self._transactions.read(work)
 
     async def list_conversations(
         self,
@@ -164,20 +225,24 @@ class MemoryStore:
     ) -> Page[Conversation]:
         """Conversations, newest first, `limit` at a time: page on with `offset` or the returned cursor."""
         _check_page(limit, offset, cursor)
-        query = select(ConversationRow)
+        table = _CONVERSATIONS
+        query = select(table)
         if agent_id is not None:
-            query = query.where(ConversationRow.agent_id == agent_id)
+            query = query.where(table.c.agent_id == agent_id)
         if cursor is not None:
             created_at, memory_id = _decode_cursor(cursor)
             query = query.where(
                 or_(
-                    ConversationRow.created_at < created_at,
-                    and_(ConversationRow.created_at == created_at, ConversationRow.memory_id < memory_id),
+                    table.c.created_at < created_at,
+                    and_(table.c.created_at == created_at, table.c.memory_id < memory_id),
                 )
             )
-        query = query.order_by(ConversationRow.created_at.desc(), ConversationRow.memory_id.desc())
-        async with self._reading() as session:
-            rows = await _page_rows(session, query, limit, offset)
+        query = query.order_by(table.c.created_at.desc(), table.c.memory_id.desc())
+
+        def work(connection: Connection) -> list[RowMapping]:
+            return _page_rows(connection, query, limit, offset)
+
+        rows = await self._transactions.read(work)
         items = [_conversation(row) for row in rows[:limit]]
         more = len(rows) > limit
         return Page(
@@ -186,21 +251,39 @@ class MemoryStore:
         )
 
     async def rename_conversation(self, memory_id: str, name: str) -> Conversation:
-        async with self._writing() as session:
-            row = await _conversation_row(session, memory_id)
-            row.name = name
-            row.updated_at = utc_now()
-        return _conversation(row)
+        table = _CONVERSATIONS
+        statement = (
+            update(table)
+            .where(table.c.memory_id == memory_id)
+            .values(name=name, updated_at=utc_now())
+            .returning(*table.c)
+        )
+
+        def work(connection: Connection) -> Conversation:
+            row = connection.execute(statement).mappings().first()
+            if row is None:
+                raise MemoryNotFoundError("conversation", memory_id)
+            return _conversation(row)
+
+        return await self._transactions.write(work)
 
     async def delete_conversation(self, memory_id: str) -> None:
         """Delete a conversation with all its interactions and their traces."""
-        async with self._writing() as session:
-            result = await session.execute(
-                delete(ConversationRow).where(ConversationRow.memory_id == memory_id),
-                execution_options={"synchronize_session": False},
-            )
-            if _rowcount(result) == 0:
+        statement = delete(_CONVERSATIONS).where(_CONVERSATIONS.c.memory_id == memory_id)
+
+        def work(connection: Connection) -> None:
+            if _rowcount(connection.execute(statement)) == 0:
                 raise MemoryNotFoundError("conversation", memory_id)
+
+        await self._transactions.write(work)
+
+    async def _write_conversation(self, work: Work[None], memory_id: str) -> None:
+        try:
+            await self._transactions.write(work)
+        except IntegrityError:
+            raise MemoryStoreError(
+                f"A conversation with id {memory_id!r} already exists: choose another memory_id."
+            ) from None
 
     # --------------------------------------------------------------------------------- interactions
 
@@ -209,26 +292,18 @@ class MemoryStore:
     ) -> Interaction:
         """Record a user turn as "running". Call it before the run starts, so a crash leaves a trace of it."""
         now = utc_now()
-        async with self._writing() as session:
-            conversation = await _conversation_row(session, memory_id)
+        values = _interaction_values(memory_id, input, parent_id, now)
+
+        def work(connection: Connection) -> None:
+            touched = connection.execute(_TOUCH_CONVERSATION, {"b_memory_id": memory_id, "b_now": now})
+            if _rowcount(touched) == 0:
+                raise MemoryNotFoundError("conversation", memory_id)
             if parent_id is not None:
-                await _interaction_row(session, parent_id)
-            row = InteractionRow(
-                id=_new_id(),
-                memory_id=memory_id,
-                parent_interaction_id=parent_id,
-                input=input,
-                status="running",
-                prompt_tokens=0,
-                completion_tokens=0,
-                trace_count=0,
-                owner=current_owner(),
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            conversation.updated_at = now
-        return _interaction(row)
+                _require_interaction(connection, parent_id)
+            connection.execute(_INSERT_INTERACTION, values)
+
+        await self._transactions.write(work)
+        return _interaction(values)
 
     async def add_trace(
         self,
@@ -245,33 +320,29 @@ class MemoryStore:
         """Append a trace; its `trace_number` is the next in the interaction (1, 2, ...), even when several
         writers add traces at once."""
         now = utc_now()
-        async with self._writing() as session:
-            # Incrementing the counter takes the row's write lock, so numbers are handed out one at a time.
-            number = (
-                await session.execute(
-                    update(InteractionRow)
-                    .where(InteractionRow.id == interaction_id)
-                    .values(trace_count=InteractionRow.trace_count + 1, updated_at=now)
-                    .returning(InteractionRow.trace_count),
-                    execution_options={"synchronize_session": False},
-                )
+        values: dict[str, Any] = {
+            "id": _new_id(),
+            "interaction_id": interaction_id,
+            "origin": origin,
+            "step": step,
+            "input": _as_text(input),
+            "output": _as_text(output),
+            "is_error": is_error,
+            "started_at": started_at or now,
+            "duration_s": duration_s,
+        }
+
+        def work(connection: Connection) -> int:
+            number = connection.execute(
+                _NEXT_TRACE_NUMBER, {"b_interaction_id": interaction_id, "b_now": now}
             ).scalar_one_or_none()
             if number is None:
                 raise MemoryNotFoundError("interaction", interaction_id)
-            row = TraceRow(
-                id=_new_id(),
-                interaction_id=interaction_id,
-                trace_number=number,
-                origin=origin,
-                step=step,
-                input=_as_text(input),
-                output=_as_text(output),
-                is_error=is_error,
-                started_at=started_at or now,
-                duration_s=duration_s,
-            )
-            session.add(row)
-        return _trace(row)
+            connection.execute(_INSERT_TRACE, {**values, "trace_number": number})
+            return int(number)
+
+        values["trace_number"] = await self._transactions.write(work)
+        return _trace(values)
 
     async def finish_interaction(
         self, interaction_id: str, response: str, usage: Usage | None = None, *, outcome: str | None = None
@@ -285,8 +356,9 @@ class MemoryStore:
             "run_state": None,
             **_usage_values(usage),
         }
-        row = await self._transition(interaction_id, ("running", "interrupted"), values, "finished")
-        return _interaction(row)
+        return _interaction(
+            await self._transition(interaction_id, ("running", "interrupted"), values, "finished")
+        )
 
     async def fail_interaction(
         self, interaction_id: str, error: str, usage: Usage | None = None, *, outcome: str | None = None
@@ -299,8 +371,9 @@ class MemoryStore:
             "run_state": None,
             **_usage_values(usage),
         }
-        row = await self._transition(interaction_id, ("running", "interrupted"), values, "failed")
-        return _interaction(row)
+        return _interaction(
+            await self._transition(interaction_id, ("running", "interrupted"), values, "failed")
+        )
 
     async def interrupt_interaction(
         self, interaction_id: str, reason: str = INTERRUPTED_ERROR
@@ -329,11 +402,13 @@ class MemoryStore:
         """
         values = {"status": "running", "owner": current_owner()}
         row = await self._transition(interaction_id, ("paused",), values, "resumed")
-        return dict(row.run_state or {})
+        return dict(row["run_state"] or {})
 
     async def get_interaction(self, interaction_id: str) -> Interaction:
-        async with self._reading() as session:
-            return _interaction(await _interaction_row(session, interaction_id))
+        def work(connection: Connection) -> Interaction:
+            return _interaction(_interaction_row(connection, interaction_id))
+
+        return await self._transactions.read(work)
 
     async def list_interactions(
         self,
@@ -346,21 +421,25 @@ class MemoryStore:
     ) -> Page[Interaction]:
         """A conversation's interactions, oldest first, optionally only those with `status`."""
         _check_page(limit, offset, cursor)
-        query = select(InteractionRow).where(InteractionRow.memory_id == memory_id)
+        table = _INTERACTIONS
+        query = select(table).where(table.c.memory_id == memory_id)
         if status is not None:
-            query = query.where(InteractionRow.status == status)
+            query = query.where(table.c.status == status)
         if cursor is not None:
             created_at, interaction_id = _decode_cursor(cursor)
             query = query.where(
                 or_(
-                    InteractionRow.created_at > created_at,
-                    and_(InteractionRow.created_at == created_at, InteractionRow.id > interaction_id),
+                    table.c.created_at > created_at,
+                    and_(table.c.created_at == created_at, table.c.id > interaction_id),
                 )
             )
-        query = query.order_by(InteractionRow.created_at, InteractionRow.id)
-        async with self._reading() as session:
-            await _conversation_row(session, memory_id)
-            rows = await _page_rows(session, query, limit, offset)
+        query = query.order_by(table.c.created_at, table.c.id)
+
+        def work(connection: Connection) -> list[RowMapping]:
+            _conversation_row(connection, memory_id)
+            return _page_rows(connection, query, limit, offset)
+
+        rows = await self._transactions.read(work)
         items = [_interaction(row) for row in rows[:limit]]
         more = len(rows) > limit
         return Page(
@@ -369,49 +448,58 @@ class MemoryStore:
 
     async def list_child_interactions(self, interaction_id: str) -> list[Interaction]:
         """The interactions started with `parent_id=interaction_id`, oldest first."""
-        async with self._reading() as session:
-            await _interaction_row(session, interaction_id)
-            rows = await session.scalars(
-                select(InteractionRow)
-                .where(InteractionRow.parent_interaction_id == interaction_id)
-                .order_by(InteractionRow.created_at, InteractionRow.id)
-            )
-            return [_interaction(row) for row in rows]
+        table = _INTERACTIONS
+        query = (
+            select(table)
+            .where(table.c.parent_interaction_id == interaction_id)
+            .order_by(table.c.created_at, table.c.id)
+        )
+
+        def work(connection: Connection) -> list[Interaction]:
+            _require_interaction(connection, interaction_id)
+            return [_interaction(row) for row in connection.execute(query).mappings()]
+
+        return await self._transactions.read(work)
 
     async def list_traces(
         self, interaction_id: str, *, after: int = 0, limit: int | None = None
     ) -> list[Trace]:
         """An interaction's traces in order; `after` skips those numbered up to it (for polling)."""
+        table = _TRACES
         query = (
-            select(TraceRow)
-            .where(TraceRow.interaction_id == interaction_id, TraceRow.trace_number > after)
-            .order_by(TraceRow.trace_number)
+            select(table)
+            .where(table.c.interaction_id == interaction_id, table.c.trace_number > after)
+            .order_by(table.c.trace_number)
         )
         if limit is not None:
             query = query.limit(limit)
-        async with self._reading() as session:
-            await _interaction_row(session, interaction_id)
-            return [_trace(row) for row in await session.scalars(query)]
+
+        def work(connection: Connection) -> list[Trace]:
+            _require_interaction(connection, interaction_id)
+            return [_trace(row) for row in connection.execute(query).mappings()]
+
+        return await self._transactions.read(work)
 
     async def history(self, memory_id: str, limit: int = DEFAULT_HISTORY_LIMIT) -> list[Message]:
         """The last `limit` completed interactions as chat history: user input and assistant response
         pairs, oldest first. Running, failed, paused and interrupted turns are left out."""
-        async with self._reading() as session:
-            await _conversation_row(session, memory_id)
-            if limit <= 0:
-                return []
-            rows = list(
-                await session.scalars(
-                    select(InteractionRow)
-                    .where(InteractionRow.memory_id == memory_id, InteractionRow.status == "completed")
-                    .order_by(InteractionRow.created_at.desc(), InteractionRow.id.desc())
-                    .limit(limit)
-                )
-            )
+        table = _INTERACTIONS
+        query = (
+            select(table.c.input, table.c.response)
+            .where(table.c.memory_id == memory_id, table.c.status == "completed")
+            .order_by(table.c.created_at.desc(), table.c.id.desc())
+            .limit(limit)
+        )
+
+        def work(connection: Connection) -> list[Any]:
+            _conversation_row(connection, memory_id)
+            return [] if limit <= 0 else list(connection.execute(query).all())
+
+        rows = await self._transactions.read(work)
         messages: list[Message] = []
-        for row in reversed(rows):
-            messages.append(Message.user(row.input))
-            messages.append(Message.assistant(row.response or ""))
+        for input, response in reversed(rows):
+            messages.append(Message.user(input))
+            messages.append(Message.assistant(response or ""))
         return messages
 
     async def recover_interrupted(self, *, all_owners: bool = False) -> int:
@@ -421,131 +509,159 @@ class MemoryStore:
         other process is using the database (or whose owners run on other hosts and are gone).
         """
         now = utc_now()
-        async with self._writing() as session:
-            running = (
-                await session.execute(
-                    select(InteractionRow.id, InteractionRow.owner).where(InteractionRow.status == "running")
-                )
+        table = _INTERACTIONS
+
+        def work(connection: Connection) -> int:
+            running = connection.execute(
+                select(table.c.id, table.c.owner).where(table.c.status == "running")
             ).all()
             stopped = [row.id for row in running if all_owners or not owner_is_alive(row.owner)]
             if stopped:
-                await session.execute(
-                    update(InteractionRow)
-                    .where(InteractionRow.id.in_(stopped), InteractionRow.status == "running")
-                    .values(
-                        status="interrupted", error=INTERRUPTED_ERROR, interrupted_at=now, updated_at=now
-                    ),
-                    execution_options={"synchronize_session": False},
+                connection.execute(
+                    update(table)
+                    .where(table.c.id.in_(stopped), table.c.status == "running")
+                    .values(status="interrupted", error=INTERRUPTED_ERROR, interrupted_at=now, updated_at=now)
                 )
-        return len(stopped)
+            return len(stopped)
+
+        return await self._transactions.write(work)
 
     # -------------------------------------------------------------------------------------- helpers
 
     async def _transition(
         self, interaction_id: str, allowed: tuple[str, ...], values: dict[str, Any], action: str
-    ) -> InteractionRow:
+    ) -> RowMapping:
         """Moves an interaction to a new status if its current one is in `allowed`, in one statement."""
-        async with self._writing() as session:
-            result = await session.execute(
-                update(InteractionRow)
-                .where(InteractionRow.id == interaction_id, InteractionRow.status.in_(allowed))
-                .values(**values, updated_at=utc_now()),
-                execution_options={"synchronize_session": False},
+        table = _INTERACTIONS
+        statement = (
+            update(table)
+            .where(table.c.id == interaction_id, table.c.status.in_(allowed))
+            .values(**values, updated_at=utc_now())
+            .returning(*table.c)
+        )
+
+        def work(connection: Connection) -> RowMapping:
+            row = connection.execute(statement).mappings().first()
+            if row is not None:
+                return row
+            current = _interaction_row(connection, interaction_id)
+            raise InteractionStateError(
+                f"Interaction {interaction_id!r} is {current['status']}, so it cannot be {action}: only an "
+                f"interaction that is {' or '.join(allowed)} can."
             )
-            row = await session.get(InteractionRow, interaction_id, populate_existing=True)
-            if row is None:
-                raise MemoryNotFoundError("interaction", interaction_id)
-            if _rowcount(result) == 0:
-                raise InteractionStateError(
-                    f"Interaction {interaction_id!r} is {row.status}, so it cannot be {action}: only an "
-                    f"interaction that is {' or '.join(allowed)} can."
-                )
-            return row
 
-    def _turn_taking(self) -> AbstractAsyncContextManager[object]:
-        return self._turn if self._turn is not None else nullcontext()
-
-    @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[AsyncSession]:
-        """A session whose transaction only reads (a deferred BEGIN on SQLite: it never waits for writers)."""
-        async with self._turn_taking(), self._sessions() as session:
-            await session.connection(execution_options={READ_ONLY_OPTION: True})
-            yield session
-
-    @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncSession]:
-        """A session committed on exit, rolled back on error; on SQLite it holds the write lock."""
-        async with self._turn_taking(), self._sessions() as session, session.begin():
-            yield session
+        return await self._transactions.write(work)
 
 
 # ----------------------------------------------------------------------------------- row helpers
 
 
-async def _conversation_row(session: AsyncSession, memory_id: str) -> ConversationRow:
-    row = await session.get(ConversationRow, memory_id)
+def _conversation_row(connection: Connection, memory_id: str) -> RowMapping:
+    row = (
+        connection.execute(select(_CONVERSATIONS).where(_CONVERSATIONS.c.memory_id == memory_id))
+        .mappings()
+        .first()
+    )
     if row is None:
         raise MemoryNotFoundError("conversation", memory_id)
     return row
 
 
-async def _interaction_row(session: AsyncSession, interaction_id: str) -> InteractionRow:
-    row = await session.get(InteractionRow, interaction_id)
+def _interaction_row(connection: Connection, interaction_id: str) -> RowMapping:
+    row = (
+        connection.execute(select(_INTERACTIONS).where(_INTERACTIONS.c.id == interaction_id))
+        .mappings()
+        .first()
+    )
     if row is None:
         raise MemoryNotFoundError("interaction", interaction_id)
     return row
 
 
-async def _page_rows(session: AsyncSession, query: Select[Any], limit: int, offset: int) -> list[Any]:
+def _require_interaction(connection: Connection, interaction_id: str) -> None:
+    if connection.execute(_INTERACTION_EXISTS, {"b_interaction_id": interaction_id}).first() is None:
+        raise MemoryNotFoundError("interaction", interaction_id)
+
+
+def _page_rows(connection: Connection, query: Select[Any], limit: int, offset: int) -> list[RowMapping]:
     """One row more than `limit`, to know whether another page follows."""
-    return list(await session.scalars(query.offset(offset).limit(limit + 1)))
+    return list(connection.execute(query.offset(offset).limit(limit + 1)).mappings())
 
 
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _conversation(row: ConversationRow) -> Conversation:
+def _conversation_values(
+    memory_id: str, name: str, agent_id: str | None, metadata: Mapping[str, Any] | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "memory_id": memory_id,
+        "name": name,
+        "agent_id": agent_id,
+        "metadata": dict(metadata or {}),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _interaction_values(memory_id: str, input: str, parent_id: str | None, now: datetime) -> dict[str, Any]:
+    return {
+        "id": _new_id(),
+        "memory_id": memory_id,
+        "parent_interaction_id": parent_id,
+        "input": input,
+        "status": "running",
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "trace_count": 0,
+        "owner": current_owner(),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _conversation(row: Mapping[str, Any]) -> Conversation:
     return Conversation(
-        memory_id=row.memory_id,
-        name=row.name,
-        agent_id=row.agent_id,
-        metadata=dict(row.meta or {}),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        memory_id=row["memory_id"],
+        name=row["name"],
+        agent_id=row["agent_id"],
+        metadata=dict(row["metadata"] or {}),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
-def _interaction(row: InteractionRow) -> Interaction:
+def _interaction(row: Mapping[str, Any]) -> Interaction:
     return Interaction(
-        id=row.id,
-        memory_id=row.memory_id,
-        input=row.input,
-        response=row.response,
-        status=row.status,  # type: ignore[arg-type]  # the CHECK constraint keeps it one of the statuses
-        outcome=row.outcome,
-        error=row.error,
-        parent_interaction_id=row.parent_interaction_id,
-        usage=Usage(prompt_tokens=row.prompt_tokens or 0, completion_tokens=row.completion_tokens or 0),
-        trace_count=row.trace_count or 0,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        interrupted_at=row.interrupted_at,
+        id=row["id"],
+        memory_id=row["memory_id"],
+        input=row["input"],
+        response=row.get("response"),
+        status=row["status"],
+        outcome=row.get("outcome"),
+        error=row.get("error"),
+        parent_interaction_id=row["parent_interaction_id"],
+        usage=Usage(prompt_tokens=row["prompt_tokens"] or 0, completion_tokens=row["completion_tokens"] or 0),
+        trace_count=row["trace_count"] or 0,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        interrupted_at=row.get("interrupted_at"),
     )
 
 
-def _trace(row: TraceRow) -> Trace:
+def _trace(row: Mapping[str, Any]) -> Trace:
     return Trace(
-        id=row.id,
-        interaction_id=row.interaction_id,
-        trace_number=row.trace_number,
-        origin=row.origin,
-        step=row.step,
-        input=row.input,
-        output=row.output,
-        is_error=row.is_error,
-        started_at=row.started_at,
-        duration_s=row.duration_s,
+        id=row["id"],
+        interaction_id=row["interaction_id"],
+        trace_number=row["trace_number"],
+        origin=row["origin"],
+        step=row["step"],
+        input=row["input"],
+        output=row["output"],
+        is_error=row["is_error"],
+        started_at=row["started_at"],
+        duration_s=row["duration_s"],
     )
 
 

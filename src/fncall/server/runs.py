@@ -283,10 +283,14 @@ class RunService:
         definition = with_overrides(definition, overrides or RunOverrides())
         built = self.build(definition)
         if memory_id is None:
-            conversation = await self.memory.create_conversation(_title(input), agent_id=agent_id)
-            memory_id = conversation.memory_id
-        history = await self._history(memory_id, definition.spec.memory)
-        interaction = await self.memory.start_interaction(memory_id, input)
+            # A new conversation has no history to read: it and its first turn are written in one commit.
+            conversation, interaction = await self.memory.start_conversation(
+                input, _title(input), agent_id=agent_id
+            )
+            memory_id, history = conversation.memory_id, []
+        else:
+            history = await self._history(memory_id, definition.spec.memory)
+            interaction = await self.memory.start_interaction(memory_id, input)
         record = RunRecord(
             run_id=interaction.id,
             agent_id=agent_id,
