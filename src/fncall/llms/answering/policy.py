@@ -4,10 +4,11 @@ next call the question needs or answers from the results, stating their values.
 It wraps a backend's raw generation (any function with the LLM protocol's `stream` signature).
 
 After tool results (the conversation ends with tool messages, the client asks with `auto` or `none`):
-1. proposal: the model sees the conversation and the tools, as usual. A proposed call is kept only if it
+1. proposal, only while the question has words the calls so far do not cover: the model sees the
+   conversation and the tools, as usual, and stops after a few calls. A proposed call is kept only if it
    has no result yet (not identical to an answered call), fits its tool's schema, takes a value from the
-   results that the question does not hold (it needed them: a dependent call), and does not feed a tool's
-   number back into the same tool (see `answering.calls`).
+   results that the question does not hold (a dependent call), does not feed a tool's number back into
+   the same tool, and is still asked for (see `answering.calls`).
    Skipped when the last round holds a tool error: the answer must then say that the tool failed.
 2. answer step, when no call is kept and the proposal's text does not already state every value: a
    separate generation with no tools, one short user turn per result (see `answering.prompt`), streamed.
@@ -15,9 +16,14 @@ After tool results (the conversation ends with tool messages, the client asks wi
    result's own keys; an answer that turns into JSON is cut there; an answer after a tool error that does
    not say so, or states a number the conversation never held, is replaced by one that says what failed.
 
-In a first turn (the conversation ends with the user's message), a call none of whose argument values
-appear in the conversation, to a tool whose name and description share no word with the question, is a
-guess at a question no tool fits: it is dropped and the model answers without tools.
+In a first turn (the conversation ends with the user's message), with `auto`:
+- a call that guesses a value nobody said, or passes a value the question labels as another tool's, is
+  asked again: without the schema example it copied, then without its tool (at most `reselections` times);
+- keys its tool's schema does not declare are dropped;
+- a call none of whose argument values appear in the conversation, to a tool whose name and description
+  share no word with the question, is a guess at a question no tool fits: it is dropped and the model
+  answers without tools;
+- a prose reply to a question that names one tool by two of its words is replaced by a forced call to it.
 
 Stream and complete agree by construction (a backend's complete collects its stream), and the usage of
 the finish event sums every generation the policy ran.
