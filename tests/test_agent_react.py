@@ -621,3 +621,24 @@ async def test_a_final_answer_copied_from_the_format_is_a_format_error() -> None
         "Observation: Your reply could not be used: the Final Answer was the format's placeholder text; "
         "write the real answer."
     )
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        'Thought: I need the rate.\nAction: {"currency": "CAD"}\nAction Input: {"currency": "CAD"}',
+        'Thought: I need the rate.\nAction: one tool name\nAction Input: {"currency": "CAD"}',
+    ],
+)
+def test_an_action_line_without_a_tool_name_is_read_by_the_arguments_keys(reply: str) -> None:
+    step = parse_react_reply(reply, [get_rate.spec, add.spec])
+    assert step.kind == "action"
+    assert step.action == "get_rate"
+    assert step.arguments == {"currency": "CAD"}
+
+
+def test_arguments_that_fit_no_single_tool_name_none() -> None:
+    step = parse_react_reply(
+        'Action: one tool name\nAction Input: {"currency": "CAD"}', [get_rate.spec, get_rate.spec]
+    )
+    assert step.action != "get_rate"
