@@ -21,6 +21,11 @@ from fncall.llms.answering.tool_turn import ToolTurn, call_key, parse_json
 from fncall.types import Message, ToolCall, ToolSpec
 
 
+def tool_named(tools: Sequence[ToolSpec], name: str) -> ToolSpec | None:
+    """The offered tool of that name, if any."""
+    return next((tool for tool in tools if tool.name == name), None)
+
+
 def new_calls(calls: Sequence[ToolCall], turn: ToolTurn) -> list[ToolCall]:
     """The proposed calls that have no result yet (a call identical to an answered one is dropped)."""
     seen = set(turn.answered)
@@ -38,7 +43,7 @@ def fits_schema(call: ToolCall, tools: Sequence[ToolSpec]) -> bool:
     keys, such as a result's, is pasting, not calling) and its arguments are valid for its schema."""
     if call.unparsed_arguments is not None:
         return False
-    tool = next((tool for tool in tools if tool.name == call.name), None)
+    tool = tool_named(tools, call.name)
     if tool is None:
         return False
     declared = tool.parameters.get("properties") if isinstance(tool.parameters, dict) else None
@@ -80,7 +85,7 @@ def guessed_values(
     a flight lands, an ISBN of zeros, "Tokyo" for "the capital of Japan, look it up first") instead of
     calling the tool that would look it up. Short codes and units (USD, km) are translations of the user's
     words, not guesses; strings that share a word stem with the conversation are respellings ("Lisboa")."""
-    tool = next((tool for tool in tools if tool.name == call.name), None)
+    tool = tool_named(tools, call.name)
     allowed = _enum_values(tool.parameters) if tool is not None else set()
     numbers = {abs(number) for number in numbers_in(conversation_text)}
     stems = _word_stems(conversation_text)
@@ -103,7 +108,7 @@ def mislabelled_values(call: ToolCall, question: str, tools: Sequence[ToolSpec])
     """The call's string values that the question labels as what another tool takes: "order X-00000"
     passed as a `tracking_number` when another tool takes an `order_id`. The label is the word just
     before the value in the question; it must match a parameter of another tool and none of this one's."""
-    tool = next((tool for tool in tools if tool.name == call.name), None)
+    tool = tool_named(tools, call.name)
     if tool is None:
         return []
     others = [other for other in tools if other.name != call.name]
@@ -120,11 +125,10 @@ def mislabelled_values(call: ToolCall, question: str, tools: Sequence[ToolSpec])
 def named_tool(question: str, tools: Sequence[ToolSpec]) -> ToolSpec | None:
     """The one tool the question names by two or more of its content words ("the shop", "prices" for a tool
     that searches the shop's catalogue with prices), when no other tool shares as many."""
-    words = _word_stems(question) - _FUNCTION_WORDS
-    scores = sorted(((len(words & _word_stems(_tool_text(tool))), tool.name) for tool in tools), reverse=True)
+    scores = sorted(((len(_shared_stems(question, tool)), tool.name) for tool in tools), reverse=True)
     if not scores or scores[0][0] < 2 or (len(scores) > 1 and scores[1][0] == scores[0][0]):
         return None
-    return next(tool for tool in tools if tool.name == scores[0][1])
+    return tool_named(tools, scores[0][1])
 
 
 def copied_from_schema(value: str | int | float, tool: ToolSpec) -> bool:
@@ -171,7 +175,7 @@ def without_examples(tool: ToolSpec, values: Iterable[str | int | float]) -> Too
 def without_undeclared_arguments(call: ToolCall, tools: Sequence[ToolSpec]) -> ToolCall:
     """The call without keys its tool does not declare, when what is left fits the schema: the model
     copied part of the schema (`"required": [...]`) into its arguments."""
-    tool = next((tool for tool in tools if tool.name == call.name), None)
+    tool = tool_named(tools, call.name)
     declared = tool.parameters.get("properties") if tool and isinstance(tool.parameters, dict) else None
     if not isinstance(declared, dict) or not declared or call.unparsed_arguments is not None:
         return call
@@ -189,14 +193,16 @@ def open_words(turn: ToolTurn, tools: Sequence[ToolSpec]) -> set[str]:
     descriptions, parameters and arguments) nor their results hold: what the question may still ask for."""
     covered: set[str] = set()
     for exchange in turn.exchanges:
-        spec = next((tool for tool in tools if tool.name == exchange.call.name), None)
+        spec = tool_named(tools, exchange.call.name)
         covered |= _word_stems(exchange.content)
         covered |= _word_stems(_tool_text(spec) if spec else exchange.call.name)
         covered |= _word_stems(" ".join(str(value) for value in _scalar_values(exchange.call.arguments)))
     return _word_stems(turn.question) - covered - _FUNCTION_WORDS
 
 
-def asks_for_more(call: ToolCall, turn: ToolTurn, tools: Sequence[ToolSpec], *, first: bool = False) -> bool:
+def asks_for_more(
+    call: ToolCall, turn: ToolTurn, tools: Sequence[ToolSpec], words: set[str], *, first: bool = False
+) -> bool:
     """Whether the question still asks for what the call gives. Measured on Qwen2.5-Coder-0.5B after a
     result: it fans out to every tool that takes a value of the result (a city's country, each listed
     flight's status) although the question is answered. A follow-up is kept when it is
@@ -204,11 +210,11 @@ def asks_for_more(call: ToolCall, turn: ToolTurn, tools: Sequence[ToolSpec], *, 
     - a tool that shares a word with the question that the calls so far do not cover ("weather" once the
       capital is known);
     - the model's first new call, carrying a number of a result on while the question still has words the
-      calls do not cover (a price on to a currency conversion: "in euros" shares no word with its tool)."""
+      calls do not cover (a price on to a currency conversion: "in euros" shares no word with its tool).
+    `words`: the question's `open_words`."""
     if call.name in {exchange.call.name for exchange in turn.exchanges}:
         return True
-    tool = next((tool for tool in tools if tool.name == call.name), None)
-    words = open_words(turn, tools)
+    tool = tool_named(tools, call.name)
     if tool is None or not words:
         return False
     if words & _word_stems(_tool_text(tool)):
@@ -245,7 +251,12 @@ def _result_values_used(call: ToolCall, turn: ToolTurn) -> tuple[list[str], list
 def mentions_tool(question: str, tool: ToolSpec) -> bool:
     """Whether the question shares a content word (4+ letters, compared by its first 5) with the tool's
     name, description or parameter names: "weather" in "What's the weather in the capital of Japan?"."""
-    return bool((_word_stems(question) - _FUNCTION_WORDS) & _word_stems(_tool_text(tool)))
+    return bool(_shared_stems(question, tool))
+
+
+def _shared_stems(question: str, tool: ToolSpec) -> set[str]:
+    """The question's content-word stems that the tool's name, description or parameter names hold."""
+    return (_word_stems(question) - _FUNCTION_WORDS) & _word_stems(_tool_text(tool))
 
 
 def _tool_text(tool: ToolSpec) -> str:

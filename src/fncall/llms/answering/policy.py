@@ -49,6 +49,7 @@ from fncall.llms.answering.calls import (
     named_tool,
     new_calls,
     open_words,
+    tool_named,
     uses_a_result,
     without_examples,
     without_undeclared_arguments,
@@ -142,7 +143,7 @@ class AnswerPolicy:
         checked (see `_checked_calls`). Measured on Qwen2.5-Coder-0.5B: asked which cables a shop sells with a
         shop-search tool offered, it invents a catalogue in prose; when the question names one tool by two of
         its words and the model answers without calling it, that tool is called (a forced call)."""
-        question = next((m.text for m in reversed(messages) if m.role == "user"), "")
+        question = _question(messages)
         expected = named_tool(question, tools)
         streamed: list[str] = []
         held: list[StreamEvent] = []
@@ -217,16 +218,16 @@ class AnswerPolicy:
         """The first turn's calls to make, or None when no tool fits the question (answer without tools),
         and the usage of every generation so far.
 
-        Keys the schema does not declare are dropped. A call that guesses a value nobody said gives way to
-        another tool's call that needs no guess (the lookup the guess skipped), when the model makes one
-        with the guessing tools left out; otherwise calls none of whose values or tools the question
-        mentions are a guess at a question no tool fits."""
+        Keys the schema does not declare are dropped. A call with a suspect value (guessed, or labelled by
+        the question as another tool's) is asked again, without the schema example it copied or without its
+        tool (`_next_offer`), and gives way to a retry without suspect values; otherwise calls none of whose
+        values or tools the question mentions are a guess at a question no tool fits."""
         calls = [without_undeclared_arguments(call, tools) for call in proposal.message.tool_calls]
         usage = proposal.usage
         known = conversation_text(messages)
+        question = _question(messages)
         offered = list(tools)
         attempt = calls
-        question = next((m.text for m in reversed(messages) if m.role == "user"), "")
         for _ in range(self.reselections):
             guesses = {call.name: _suspect_values(call, known, question, offered) for call in attempt}
             guesses = {name: values for name, values in guesses.items() if values}
@@ -242,7 +243,7 @@ class AnswerPolicy:
                 break
             if not any(_suspect_values(call, known, question, offered) for call in attempt):
                 return _with_calls(retry, attempt, usage), usage
-        if any(self._fits_question(call, messages, tools) for call in calls):
+        if any(_fits_question(call, known, question, tools) for call in calls):
             return _with_calls(proposal, calls, usage), usage
         return None, usage
 
@@ -260,11 +261,12 @@ class AnswerPolicy:
         usage = Usage()
         model: str | None = None
         failed = any(exchange.is_error for exchange in turn.latest)
-        if tools and tool_choice == "auto" and not failed and open_words(turn, tools):
+        words = open_words(turn, tools) if tools and tool_choice == "auto" and not failed else set()
+        if words:
             proposal = await _collect(generate(messages, tools, tool_choice, self._proposal_params(params)))
             usage += proposal.usage
             model = proposal.model
-            kept = self.calls_worth_running(proposal.message.tool_calls, turn, tools, messages)
+            kept = self.calls_worth_running(proposal.message.tool_calls, turn, tools, words)
             if kept:
                 message = proposal.message.model_copy(update={"tool_calls": kept})
                 for event in events_from_completion(
@@ -301,31 +303,22 @@ class AnswerPolicy:
         limit = min(params.max_tokens or self.answer_max_tokens, self.answer_max_tokens)
         return params.model_copy(update={"max_tokens": limit, "max_tool_calls": self.proposal_max_calls})
 
-    @staticmethod
-    def _fits_question(call: ToolCall, messages: Sequence[Message], tools: Sequence[ToolSpec]) -> bool:
-        """A first-turn call fits unless both its arguments and its tool are foreign to the question."""
-        if is_grounded(call, conversation_text(messages)):
-            return True
-        tool = next((tool for tool in tools if tool.name == call.name), None)
-        question = next((m.text for m in reversed(messages) if m.role == "user"), "")
-        return tool is not None and mentions_tool(question, tool)
-
     def calls_worth_running(
         self,
         calls: Sequence[ToolCall],
         turn: ToolTurn,
         tools: Sequence[ToolSpec],
-        messages: Sequence[Message],
+        words: set[str],
     ) -> list[ToolCall]:
-        """The proposed calls to pass on after results: new, valid, needing a result's value, and not
-        feeding a tool its own output."""
+        """The proposed calls to pass on after results: new, valid, needing a result's value, not feeding a
+        tool its own output, and still asked for by the question, whose `open_words` are `words`."""
         return [
             call
             for index, call in enumerate(new_calls(calls, turn))
             if fits_schema(call, tools)
             and uses_a_result(call, turn)
             and not feeds_own_output(call, turn)
-            and asks_for_more(call, turn, tools, first=index == 0)
+            and asks_for_more(call, turn, tools, words, first=index == 0)
         ]
 
     async def _answer(
@@ -488,6 +481,20 @@ def _assembled(events: Sequence[StreamEvent]) -> Completion:
         assembler.add(event)
     message = assembler.message()
     return Completion(message=message, finish_reason="tool_calls" if message.tool_calls else "stop")
+
+
+def _fits_question(call: ToolCall, known: str, question: str, tools: Sequence[ToolSpec]) -> bool:
+    """A first-turn call fits unless both its arguments (against the conversation's text, `known`) and its
+    tool are foreign to the question."""
+    if is_grounded(call, known):
+        return True
+    tool = tool_named(tools, call.name)
+    return tool is not None and mentions_tool(question, tool)
+
+
+def _question(messages: Sequence[Message]) -> str:
+    """The last user message's text: the question a first turn answers."""
+    return next((message.text for message in reversed(messages) if message.role == "user"), "")
 
 
 def _suspect_values(
