@@ -8,8 +8,21 @@ from collections.abc import AsyncIterator
 import pytest
 
 from fncall.llms.answering import AnswerPolicy, is_echo, new_calls
+from fncall.llms.answering.calls import (
+    open_words,
+    producer_of,
+    respelled_as_asked,
+    retargeted,
+    said_values,
+)
 from fncall.llms.answering.facts import Fact, is_stated, missing_facts, repair_sentence, result_facts
-from fncall.llms.answering.tool_turn import ToolExchange, call_key, content_reports_error, read_tool_turn
+from fncall.llms.answering.tool_turn import (
+    ToolExchange,
+    ToolTurn,
+    call_key,
+    content_reports_error,
+    read_tool_turn,
+)
 from fncall.llms.base import StreamAssembler, collect_stream
 from fncall.llms.scripted import Scripted
 from fncall.types import (
@@ -673,12 +686,24 @@ async def test_a_first_call_with_the_models_own_values_is_kept_when_the_question
     assert len(backend.requests) == 1
 
 
-async def test_a_first_call_that_respells_the_questions_words_is_kept() -> None:
+async def test_a_first_call_that_respells_the_questions_words_is_kept_with_the_questions_spelling() -> None:
     call = ToolCall(name="get_weather", arguments={"city": "Lisboa"})
-    completion, _, _ = await _run(
+    completion, _, backend = await _run(
         [call], [Message.user("How warm is it in Lisbon right now?")], [CONVERT, WEATHER]
     )
-    assert completion.message.tool_calls == [call]
+    assert completion.message.tool_calls == [call.model_copy(update={"arguments": {"city": "Lisbon"}})]
+    assert len(backend.requests) == 1
+
+
+def test_respelling_keeps_words_that_extend_or_equal_the_questions() -> None:
+    question = "Which Japanese city did Lisbon twin with?"
+    kept = ToolCall(name="get_country_info", arguments={"country": "Japan", "note": ["lisbon", 7]})
+    assert respelled_as_asked(kept, question) is kept
+    mixed = ToolCall(name="f", arguments={"places": ["Lisboa", "Japanes"], "text": "near Lisboa today"})
+    assert respelled_as_asked(mixed, question).arguments == {
+        "places": ["Lisbon", "Japanes"],
+        "text": "near Lisbon today",
+    }
 
 
 # ------------------------------------------------------------------------------ first-turn re-asks
@@ -807,4 +832,188 @@ async def test_a_prose_answer_to_a_question_that_names_a_tool_becomes_a_forced_c
 async def test_proposals_after_results_are_cut_short() -> None:
     _, _, backend = await _run(["{}", GOOD_ANSWER], SEED_CONVERSATION)
     proposal = backend.requests[0].params
-    assert proposal.max_tool_calls == 3 and proposal.max_tokens == 160
+    assert proposal.max_tool_calls == 1 and proposal.max_tokens == 160
+
+
+# --------------------------------------------------------------------- chains: producers and references
+
+FIND_BOOK = ToolSpec(
+    name="find_book",
+    description="Look up a book by title: author, ISBN and year.",
+    parameters={"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]},
+)
+AVAILABILITY = ToolSpec(
+    name="check_library_availability",
+    description="How many copies of a book the library can lend now.",
+    parameters={"type": "object", "properties": {"isbn": {"type": "string"}}, "required": ["isbn"]},
+)
+BOOK_QUESTION = "Can I borrow 'The Left Hand of Darkness' from the library now?"
+
+
+async def test_a_first_call_guessing_what_another_tool_gives_becomes_a_call_to_that_tool() -> None:
+    guess = ToolCall(name="check_library_availability", arguments={"isbn": "9780000000000"})
+    lookup = ToolCall(name="find_book", arguments={"title": "The Left Hand of Darkness"})
+    completion, _, backend = await _run(
+        [_calls(guess), _calls(lookup)], [Message.user(BOOK_QUESTION)], [AVAILABILITY, FIND_BOOK, WEATHER]
+    )
+    assert completion.message.tool_calls == [lookup]
+    assert backend.requests[1].tools == [FIND_BOOK]
+    assert backend.requests[1].tool_choice == {"name": "find_book"}
+    assert completion.usage == Usage(prompt_tokens=200, completion_tokens=20)
+
+
+async def test_a_forced_producer_call_that_guesses_too_falls_back_to_the_re_asks() -> None:
+    guess = ToolCall(name="check_library_availability", arguments={"isbn": "9780000000000"})
+    invented = ToolCall(name="find_book", arguments={"title": "Dune"})
+    lookup = ToolCall(name="find_book", arguments={"title": "The Left Hand of Darkness"})
+    completion, _, backend = await _run(
+        [_calls(guess), _calls(invented), _calls(lookup)],
+        [Message.user(BOOK_QUESTION)],
+        [AVAILABILITY, FIND_BOOK],
+    )
+    assert completion.message.tool_calls == [lookup]
+    assert [tool.name for tool in backend.requests[2].tools] == ["find_book"]  # the re-ask without its tool
+
+
+def test_a_producer_names_the_guessed_parameter_and_does_not_take_it() -> None:
+    guess = ToolCall(name="check_library_availability", arguments={"isbn": "9780000000000"})
+    assert producer_of(guess, ["9780000000000"], [AVAILABILITY, FIND_BOOK, WEATHER]) == FIND_BOOK
+    assert producer_of(guess, [], [AVAILABILITY, FIND_BOOK]) is None
+    rival = FIND_BOOK.model_copy(update={"name": "find_edition"})
+    assert producer_of(guess, ["9780000000000"], [AVAILABILITY, FIND_BOOK, rival]) is None
+    taker = FIND_BOOK.model_copy(
+        update={"parameters": {"type": "object", "properties": {"isbn": {"type": "string"}}}}
+    )
+    assert producer_of(guess, ["9780000000000"], [AVAILABILITY, taker]) is None
+
+
+EMPLOYEE = ToolSpec(
+    name="lookup_employee",
+    description="Company directory: an employee's email and manager.",
+    parameters={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+)
+MANAGER_QUESTION = "What is the email address of Priya Raman's manager?"
+PRIYA = ToolCall(id="call_p", name="lookup_employee", arguments={"name": "Priya Raman"})
+PRIYA_RESULT = '{"email": "priya.raman@example.com", "manager": "Daniel Okafor"}'
+DANIEL = ToolCall(id="call_d", name="lookup_employee", arguments={"name": "Daniel Okafor"})
+DANIEL_RESULT = '{"email": "daniel.okafor@example.com", "manager": "Mei Lin"}'
+
+
+def _turn(*rounds: tuple[list[ToolCall], list[str]], question: str) -> ToolTurn:
+    turn = read_tool_turn(_conversation(*rounds, question=question))
+    assert turn is not None
+    return turn
+
+
+def test_a_repeated_call_is_retargeted_at_the_record_the_question_names() -> None:
+    turn = _turn(([PRIYA], [PRIYA_RESULT]), question=MANAGER_QUESTION)
+    target = retargeted(PRIYA, turn, [EMPLOYEE, WEATHER], {"addre"})
+    assert target is not None and target.arguments == {"name": "Daniel Okafor"}
+    of_form = _turn(([PRIYA], [PRIYA_RESULT]), question="What is the email of the manager of Priya Raman?")
+    assert retargeted(PRIYA, of_form, [EMPLOYEE], set()) is not None
+    plain = _turn(([PRIYA], [PRIYA_RESULT]), question="What is Priya Raman's email?")
+    assert retargeted(PRIYA, plain, [EMPLOYEE], set()) is None
+    assert retargeted(PRIYA, turn, [EMPLOYEE, WEATHER], {"weath"}) is None  # another tool is the next step
+
+
+async def test_after_results_a_repeated_call_follows_the_questions_reference() -> None:
+    conversation = _conversation(([PRIYA], [PRIYA_RESULT]), question=MANAGER_QUESTION)
+    repeat = PRIYA.model_copy(update={"id": "call_again"})
+    completion, _, backend = await _run([_calls(repeat)], conversation, [EMPLOYEE])
+    assert [call.arguments for call in completion.message.tool_calls] == [{"name": "Daniel Okafor"}]
+    assert len(backend.requests) == 1
+
+
+async def test_after_the_referenced_record_its_own_references_are_not_followed() -> None:
+    conversation = _conversation(
+        ([PRIYA], [PRIYA_RESULT]), ([DANIEL], [DANIEL_RESULT]), question=MANAGER_QUESTION
+    )
+    manager_of_manager = ToolCall(name="lookup_employee", arguments={"name": "Mei Lin"})
+    answer = "Priya Raman's manager is Daniel Okafor, email daniel.okafor@example.com."
+    completion, _, backend = await _run([_calls(manager_of_manager), answer], conversation, [EMPLOYEE])
+    assert completion.message.tool_calls == []
+    assert backend.requests[1].tool_choice == "none"
+
+
+STOCK = ToolSpec(
+    name="get_stock_price",
+    description="Latest share price by ticker symbol.",
+    parameters={"type": "object", "properties": {"symbol": {"type": "string"}}, "required": ["symbol"]},
+)
+TOYOTA_QUESTION = "What does one Toyota share (ticker 7203.T) cost in US dollars?"
+TOYOTA = ToolCall(id="call_t", name="get_stock_price", arguments={"symbol": "7203.T"})
+TOYOTA_RESULT = '{"price": 2650.5, "currency": "JPY"}'
+
+
+async def test_a_repeated_call_is_asked_again_in_a_fresh_turn_without_its_tool() -> None:
+    conversation = _conversation(([TOYOTA], [TOYOTA_RESULT]), question=TOYOTA_QUESTION)
+    convert = ToolCall(
+        name="convert_currency", arguments={"amount": 2650.5, "from_currency": "JPY", "to_currency": "USD"}
+    )
+    repeat = TOYOTA.model_copy(update={"id": "call_again"})
+    completion, _, backend = await _run([_calls(repeat), _calls(convert)], conversation, [STOCK, CONVERT])
+    assert completion.message.tool_calls == [convert]
+    follow_up = backend.requests[1]
+    assert follow_up.tools == [CONVERT] and follow_up.tool_choice == "auto"
+    assert [message.role for message in follow_up.messages] == ["system", "user"]
+    assert follow_up.messages[-1].text == (
+        f"Question: {TOYOTA_QUESTION}\n\n"
+        "Then the tool get_stock_price (symbol: 7203.T) returned: price: 2650.5, currency: JPY\n"
+        "Call the tool that the question still needs, with values from the result."
+    )
+
+
+async def test_a_fresh_turn_that_calls_nothing_new_leads_to_the_answer_step() -> None:
+    conversation = _conversation(([TOYOTA], [TOYOTA_RESULT]), question=TOYOTA_QUESTION)
+    repeat = TOYOTA.model_copy(update={"id": "call_again"})
+    answer = "One Toyota share costs 2650.5 JPY."
+    completion, _, backend = await _run(
+        [_calls(repeat), '{"name": "get_stock_price"}', answer], conversation, [STOCK, CONVERT]
+    )
+    assert completion.message.content == answer
+    assert len(backend.requests) == 3 and backend.requests[2].tool_choice == "none"
+
+
+def test_codes_among_the_values_hold_the_words_they_abbreviate() -> None:
+    convert = ToolCall(
+        id="call_u", name="convert_units", arguments={"value": 26.2, "from_unit": "mi", "to_unit": "km"}
+    )
+    units = ToolSpec(name="convert_units", description="Convert a value between units.")
+    turn = _turn(([convert], ['{"result": 42.16}']), question="Convert 26.2 miles to kilometers.")
+    assert open_words(turn, [units]) == set()
+    quote = ToolCall(id="call_q", name="get_stock_price", arguments={"symbol": "AAPL"})
+    turn = _turn(([quote], ['{"price": 227.48}']), question="Apple's share price in Japanese yen, please")
+    assert open_words(turn, [STOCK]) == {"japan"}  # JPY is not an abbreviation of "Japanese"
+
+
+def test_a_follow_up_must_use_values_that_were_said() -> None:
+    turn = _turn(([TOYOTA], [TOYOTA_RESULT]), question=TOYOTA_QUESTION)
+    to_usd = {"amount": 2650.5, "from_currency": "JPY", "to_currency": "USD"}
+    assert said_values(ToolCall(name="convert_currency", arguments=to_usd), turn)
+    to_eur = {**to_usd, "to_currency": "EUR"}
+    assert not said_values(ToolCall(name="convert_currency", arguments=to_eur), turn)
+    assert not said_values(ToolCall(name="get_country_info", arguments={"country": "Japan"}), turn)
+
+
+async def test_a_fresh_turn_call_with_a_value_nobody_said_is_dropped() -> None:
+    conversation = _conversation(([TOYOTA], [TOYOTA_RESULT]), question=TOYOTA_QUESTION)
+    to_eur = ToolCall(
+        name="convert_currency", arguments={"amount": 2650.5, "from_currency": "JPY", "to_currency": "EUR"}
+    )
+    repeat = TOYOTA.model_copy(update={"id": "call_again"})
+    answer = "One Toyota share costs 2650.5 JPY."
+    completion, _, backend = await _run(
+        [_calls(repeat), _calls(to_eur), answer], conversation, [STOCK, CONVERT]
+    )
+    assert completion.message.tool_calls == [] and completion.message.content == answer
+    assert backend.requests[2].tool_choice == "none"
+
+
+def test_a_code_holds_the_run_of_words_it_abbreviates() -> None:
+    convert = ToolCall(
+        id="call_c",
+        name="convert_currency",
+        arguments={"amount": 250, "from_currency": "EUR", "to_currency": "JPY"},
+    )
+    turn = _turn(([convert], ['{"converted": 40512.5}']), question="How much is 250 euros in Japanese yen?")
+    assert open_words(turn, [CONVERT]) == set()

@@ -18,7 +18,7 @@ import jsonschema
 
 from fncall.llms.answering.facts import numbers_in, text_contains
 from fncall.llms.answering.tool_turn import ToolTurn, call_key, parse_json
-from fncall.types import Message, ToolCall, ToolSpec
+from fncall.types import Message, ToolCall, ToolSpec, new_call_id
 
 
 def tool_named(tools: Sequence[ToolSpec], name: str) -> ToolSpec | None:
@@ -190,14 +190,157 @@ def without_undeclared_arguments(call: ToolCall, tools: Sequence[ToolSpec]) -> T
 
 def open_words(turn: ToolTurn, tools: Sequence[ToolSpec]) -> set[str]:
     """Stems of the question's content words that neither the tools called for it (their names,
-    descriptions, parameters and arguments) nor their results hold: what the question may still ask for."""
+    descriptions, parameters and arguments) nor their results hold: what the question may still ask for.
+    Words that a code among the values abbreviates are held too ("kilometers" by `km`, "Nvidia" by `NVDA`,
+    "Japanese yen" by `JPY`): the model translates the user's words into codes."""
     covered: set[str] = set()
+    codes: set[str] = set()
     for exchange in turn.exchanges:
         spec = tool_named(tools, exchange.call.name)
         covered |= _word_stems(exchange.content)
         covered |= _word_stems(_tool_text(spec) if spec else exchange.call.name)
-        covered |= _word_stems(" ".join(str(value) for value in _scalar_values(exchange.call.arguments)))
-    return _word_stems(turn.question) - covered - _FUNCTION_WORDS
+        arguments = list(_scalar_values(exchange.call.arguments))
+        covered |= _word_stems(" ".join(str(value) for value in arguments))
+        values = [*arguments, *_scalar_values(exchange.data)]
+        codes |= {
+            value.strip().lower()
+            for value in values
+            if isinstance(value, str) and _CODE_VALUE.fullmatch(value.strip())
+        }
+    abbreviated = {word[:5] for code in codes for word in _abbreviated_words(code, turn.question)}
+    return _word_stems(turn.question) - covered - _FUNCTION_WORDS - abbreviated
+
+
+def _abbreviated_words(code: str, text: str) -> list[str]:
+    """The words of `text` that `code` abbreviates: the shortest run of one to three consecutive words
+    ("japanese yen" for `jpy`) at each place where one fits."""
+    words = [word.lower() for word in re.findall(r"[A-Za-z]+", text)]
+    found: list[str] = []
+    for start in range(len(words)):
+        for size in (1, 2, 3):
+            run = words[start : start + size]
+            if len(run) == size and _abbreviates(code, "".join(run)):
+                found += run
+                break
+    return found
+
+
+def _abbreviates(code: str, word: str) -> bool:
+    """Whether `code` is an abbreviation of `word`: the same first letter, then the code's letters in order
+    ("km" of "kilometers", "nvda" of "nvidia"), a doubled letter read once."""
+    code = re.sub(r"(.)\1+", r"\1", code)  # "aapl" of "apple"
+    if len(code) < 2 or code[0] != word[0]:
+        return False
+    rest = iter(word[1:])
+    return all(letter in rest for letter in code[1:])
+
+
+def said_values(call: ToolCall, turn: ToolTurn) -> bool:
+    """Whether every string value of the call was said: by the question (a code counts when it abbreviates
+    a run of its words, `USD` for "US dollars"), by an earlier call or by a result. Codes otherwise pass as
+    translations (see `guessed_values`); here they must be earned, since a model asked for a next step
+    converts a listed price into euros nobody asked for."""
+    known = "\n".join(
+        [turn.question]
+        + [exchange.call.arguments_json() for exchange in turn.exchanges]
+        + [exchange.content.replace("_", " ") for exchange in turn.exchanges]
+    )
+    for value in _scalar_values(call.arguments):
+        if not isinstance(value, str) or text_contains(known, value):
+            continue
+        code = value.strip().lower()
+        if not (_CODE_VALUE.fullmatch(code) and _abbreviated_words(code, turn.question)):
+            return False
+    return True
+
+
+def respelled_as_asked(call: ToolCall, question: str) -> ToolCall:
+    """The call with each argument word that respells a word of the question ("Lisboa" for "Lisbon": the same
+    first five letters, one letter more or less at most, neither a prefix of the other) written as the
+    question wrote it. Measured on Qwen2.5-Coder-0.5B: it passes the local spelling of a city the user named,
+    which the tool does not know. A word that only extends the question's ("Japan" for "Japanese") stays."""
+    asked = {word.casefold(): word for word in re.findall(r"[^\W\d_]{5,}", question)}
+
+    def respelled(value: Any) -> Any:
+        if isinstance(value, str):
+            return re.sub(r"[^\W\d_]{5,}", lambda match: _as_asked(match.group(), asked), value)
+        if isinstance(value, dict):
+            return {key: respelled(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [respelled(item) for item in value]
+        return value
+
+    arguments = respelled(call.arguments)
+    return call if arguments == call.arguments else call.model_copy(update={"arguments": arguments})
+
+
+def _as_asked(word: str, asked: dict[str, str]) -> str:
+    folded = word.casefold()
+    if folded in asked:
+        return word
+    for candidate, spelling in asked.items():
+        if (
+            candidate[:5] == folded[:5]
+            and abs(len(candidate) - len(folded)) <= 1
+            and not candidate.startswith(folded)
+            and not folded.startswith(candidate)
+        ):
+            return spelling
+    return word
+
+
+def producer_of(
+    call: ToolCall, guesses: Sequence[str | int | float], tools: Sequence[ToolSpec]
+) -> ToolSpec | None:
+    """The one other offered tool that gives what the call guessed: its name or description names the
+    guessed parameter ("Look up a book by title: author, ISBN and year." for a guessed `isbn`) and it does
+    not take that parameter itself. Measured on Qwen2.5-Coder-0.5B: asked whether a book by its title can be
+    borrowed, it calls the availability check with an ISBN of zeros instead of looking the book up first."""
+    parameters = [name for name, value in call.arguments.items() if value in guesses]
+    wanted = _word_stems(" ".join(parameters)) - _FUNCTION_WORDS
+    if not wanted:
+        return None
+    producers = [
+        tool
+        for tool in tools
+        if tool.name != call.name
+        and wanted <= _word_stems(f"{tool.name.replace('_', ' ')} {tool.description}")
+        and not wanted & _parameter_stems(tool)
+    ]
+    return producers[0] if len(producers) == 1 else None
+
+
+def retargeted(call: ToolCall, turn: ToolTurn, tools: Sequence[ToolSpec], words: set[str]) -> ToolCall | None:
+    """An answered call asked again, pointed at the record the question is about: "the email of Priya
+    Raman's manager" after `lookup_employee(name="Priya Raman")` returned `"manager": "Daniel Okafor"`
+    becomes `lookup_employee(name="Daniel Okafor")`. The question must ask something of "A's K" ("... of
+    A's K", "A's K's ...", "... of the K of A"), where A is one of the call's values and K a key of its
+    result holding a string nobody said yet ("What is Priya Raman's manager?" follows nothing). On
+    Qwen2.5-Coder-0.5B: it repeats the answered call word for word instead of following the reference.
+    Not when an open word of the question (`words`) names another tool: that tool is the next step."""
+    if any(words & _word_stems(_tool_text(tool)) for tool in tools if tool.name != call.name):
+        return None
+    exchange = next((item for item in turn.exchanges if call_key(item.call) == call_key(call)), None)
+    if exchange is None or exchange.is_error or not isinstance(exchange.data, dict):
+        return None
+    known = turn.question + "\n" + "\n".join(item.call.arguments_json() for item in turn.exchanges)
+    for name, value in call.arguments.items():
+        if not isinstance(value, str) or not text_contains(turn.question, value):
+            continue
+        for key, target in exchange.data.items():
+            if not isinstance(target, str) or not target.strip() or text_contains(known, target):
+                continue
+            label = re.escape(str(key).replace("_", " "))
+            asked = re.escape(value)
+            reference = (
+                rf"\bof\s+{asked}'s\s+{label}\b|\b{asked}'s\s+{label}'s\s+\w"
+                rf"|\bof\s+(?:the|his|her|their|its)\s+{label}\s+of\s+{asked}\b"
+            )
+            if re.search(reference, turn.question, re.IGNORECASE):
+                return call.model_copy(
+                    update={"id": new_call_id(), "arguments": {**call.arguments, name: target}}
+                )
+    return None
 
 
 def asks_for_more(
@@ -206,14 +349,16 @@ def asks_for_more(
     """Whether the question still asks for what the call gives. Measured on Qwen2.5-Coder-0.5B after a
     result: it fans out to every tool that takes a value of the result (a city's country, each listed
     flight's status) although the question is answered. A follow-up is kept when it is
-    - the same tool again: a value it returned leads to another record (an employee's manager);
+    - the same tool again, pointed at the record the question names (see `retargeted`: an employee's
+      manager, but not the manager's manager);
     - a tool that shares a word with the question that the calls so far do not cover ("weather" once the
       capital is known);
     - the model's first new call, carrying a number of a result on while the question still has words the
       calls do not cover (a price on to a currency conversion: "in euros" shares no word with its tool).
     `words`: the question's `open_words`."""
     if call.name in {exchange.call.name for exchange in turn.exchanges}:
-        return True
+        targets = (retargeted(exchange.call, turn, tools, words) for exchange in turn.exchanges)
+        return any(target is not None and call_key(target) == call_key(call) for target in targets)
     tool = tool_named(tools, call.name)
     if tool is None or not words:
         return False
@@ -338,6 +483,7 @@ def conversation_text(messages: Iterable[Message]) -> str:
 
 
 _CODE = re.compile(r"[A-Z]{2,4}|[a-z]{1,3}")
+_CODE_VALUE = re.compile(r"[A-Za-z]{2,4}")
 """A code or unit (USD, EUR, km, lb): what a model translates the user's words into."""
 _ASKING_WORDS = (
     "what which where when whose does have right first look tell please about there their from with "

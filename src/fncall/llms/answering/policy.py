@@ -4,8 +4,11 @@ next call the question needs or answers from the results, stating their values.
 It wraps a backend's raw generation (any function with the LLM protocol's `stream` signature).
 
 After tool results (the conversation ends with tool messages, the client asks with `auto` or `none`):
-1. proposal, only while the question has words the calls so far do not cover: the model sees the
-   conversation and the tools, as usual, and stops after a few calls. A proposed call is kept only if it
+1. proposal, only while the question has words the calls so far do not cover (nor codes among their
+   values abbreviate: `km` covers "kilometers"): the model sees the conversation and the tools, as usual,
+   and stops after its first call. When that call repeats an answered one, it is pointed at the record
+   the question refers to ("the email of X's manager"), else asked once more in a fresh short turn
+   without the repeated tool, where its values must all have been said. A proposed call is kept only if it
    has no result yet (not identical to an answered call), fits its tool's schema, takes a value from the
    results that the question does not hold (a dependent call), does not feed a tool's number back into
    the same tool, and is still asked for (see `answering.calls`).
@@ -17,9 +20,12 @@ After tool results (the conversation ends with tool messages, the client asks wi
    not say so, or states a number the conversation never held, is replaced by one that says what failed.
 
 In a first turn (the conversation ends with the user's message), with `auto`:
+- a call that guesses a value another offered tool gives (an ISBN, with a tool that looks books up by
+  title and names the ISBN) becomes a forced call to that tool;
 - a call that guesses a value nobody said, or passes a value the question labels as another tool's, is
   asked again: without the schema example it copied, then without its tool (at most `reselections` times);
-- keys its tool's schema does not declare are dropped;
+- keys its tool's schema does not declare are dropped; a word the question spelled ("Lisbon") is passed
+  as spelled there, not respelled ("Lisboa");
 - a call none of whose argument values appear in the conversation, to a tool whose name and description
   share no word with the question, is a guess at a question no tool fits: it is dropped and the model
   answers without tools;
@@ -49,6 +55,10 @@ from fncall.llms.answering.calls import (
     named_tool,
     new_calls,
     open_words,
+    producer_of,
+    respelled_as_asked,
+    retargeted,
+    said_values,
     tool_named,
     uses_a_result,
     without_examples,
@@ -61,8 +71,8 @@ from fncall.llms.answering.facts import (
     result_facts,
     states_failure,
 )
-from fncall.llms.answering.prompt import answer_messages, error_text
-from fncall.llms.answering.tool_turn import ToolExchange, ToolTurn, parse_json, read_tool_turn
+from fncall.llms.answering.prompt import answer_messages, error_text, follow_up_messages
+from fncall.llms.answering.tool_turn import ToolExchange, ToolTurn, call_key, parse_json, read_tool_turn
 from fncall.llms.base import StreamAssembler, events_from_completion
 from fncall.types import (
     Completion,
@@ -105,7 +115,7 @@ class AnswerPolicy:
     screen_first_calls: bool = True
     reselections: int = 3
     answer_max_tokens: int = 160
-    proposal_max_calls: int = 3
+    proposal_max_calls: int = 1
 
     async def stream(
         self,
@@ -218,14 +228,33 @@ class AnswerPolicy:
         """The first turn's calls to make, or None when no tool fits the question (answer without tools),
         and the usage of every generation so far.
 
-        Keys the schema does not declare are dropped. A call with a suspect value (guessed, or labelled by
-        the question as another tool's) is asked again, without the schema example it copied or without its
-        tool (`_next_offer`), and gives way to a retry without suspect values; otherwise calls none of whose
-        values or tools the question mentions are a guess at a question no tool fits."""
-        calls = [without_undeclared_arguments(call, tools) for call in proposal.message.tool_calls]
+        Keys the schema does not declare are dropped and words the question spelled are spelled its way.
+        A call that guesses what another tool gives (`producer_of`) becomes a forced call to that tool. A
+        call with a suspect value (guessed, or labelled by the question as another tool's) is asked again,
+        without the schema example it copied or without its tool (`_next_offer`), and gives way to a retry
+        without suspect values; otherwise calls none of whose values or tools the question mentions are a
+        guess at a question no tool fits."""
+        question = _question(messages)
+        calls = [_cleaned(call, tools, question) for call in proposal.message.tool_calls]
         usage = proposal.usage
         known = conversation_text(messages)
-        question = _question(messages)
+        producer = next(
+            (
+                found
+                for call in calls
+                if (found := producer_of(call, guessed_values(call, known, tools), tools))
+            ),
+            None,
+        )
+        if producer is not None:
+            forced = await _collect(generate(messages, [producer], {"name": producer.name}, params))
+            usage += forced.usage
+            made = [_cleaned(call, [producer], question) for call in forced.message.tool_calls]
+            if made and all(
+                fits_schema(call, [producer]) and not _suspect_values(call, known, question, tools)
+                for call in made
+            ):
+                return _with_calls(forced, made, usage), usage
         offered = list(tools)
         attempt = calls
         for _ in range(self.reselections):
@@ -238,7 +267,7 @@ class AnswerPolicy:
                 break
             retry = await _collect(generate(messages, offered, "auto", params))
             usage += retry.usage
-            attempt = [without_undeclared_arguments(call, offered) for call in retry.message.tool_calls]
+            attempt = [_cleaned(call, offered, question) for call in retry.message.tool_calls]
             if not attempt or not all(fits_schema(call, offered) for call in attempt):
                 break
             if not any(_suspect_values(call, known, question, offered) for call in attempt):
@@ -267,6 +296,11 @@ class AnswerPolicy:
             usage += proposal.usage
             model = proposal.model
             kept = self.calls_worth_running(proposal.message.tool_calls, turn, tools, words)
+            if not kept:
+                kept, extra = await self._instead_of_repeats(
+                    generate, messages, turn, tools, params, proposal, words
+                )
+                usage += extra
             if kept:
                 message = proposal.message.model_copy(update={"tool_calls": kept})
                 for event in events_from_completion(
@@ -296,10 +330,43 @@ class AnswerPolicy:
             )
         )
 
+    async def _instead_of_repeats(
+        self,
+        generate: Generate,
+        messages: Sequence[Message],
+        turn: ToolTurn,
+        tools: Sequence[ToolSpec],
+        params: GenerationParams,
+        proposal: Completion,
+        words: set[str],
+    ) -> tuple[list[ToolCall], Usage]:
+        """The calls to make when a proposal only repeats answered calls while the question still has open
+        words: the repeat pointed at the record the question names (`retargeted`), else a second proposal
+        in a fresh turn (`follow_up_messages`) without the repeated tools. Measured on Qwen2.5-Coder-0.5B:
+        after a share price in yen it asks for the same price again instead of converting it to the dollars
+        the question wants; offered the other tools in the full conversation, it repeats the call as text or
+        (made to call) looks up the country; in the fresh turn it converts. There it also converts listed
+        prices into euros nobody asked for: its calls must use only values that were said (`said_values`)."""
+        repeats = [call for call in proposal.message.tool_calls if call_key(call) in turn.answered]
+        if not repeats:
+            return [], Usage()
+        for call in repeats:
+            target = retargeted(call, turn, tools, words)
+            if target is not None and self.calls_worth_running([target], turn, tools, words):
+                return [target], Usage()
+        repeated = {call.name for call in repeats}
+        others = [tool for tool in tools if tool.name not in repeated]
+        if not others:
+            return [], Usage()
+        asked = follow_up_messages(turn)
+        retry = await _collect(generate(asked, others, "auto", self._proposal_params(params)))
+        calls = [call for call in retry.message.tool_calls if said_values(call, turn)]
+        return self.calls_worth_running(calls, turn, others, words), retry.usage
+
     def _proposal_params(self, params: GenerationParams) -> GenerationParams:
         """Measured on Qwen2.5-Coder-0.5B after a result: it writes the answered call again and again, or a
-        dozen calls in a row, until its token budget runs out (8-40 s on 2 cores). Calls past the first few
-        are repeats, and prose past the answer's length is not an answer: stop there."""
+        dozen calls in a row, until its token budget runs out (8-40 s on 2 cores). Calls past the first
+        were repeats or fan-out, and prose past the answer's length is not an answer: stop there."""
         limit = min(params.max_tokens or self.answer_max_tokens, self.answer_max_tokens)
         return params.model_copy(update={"max_tokens": limit, "max_tool_calls": self.proposal_max_calls})
 
@@ -520,6 +587,11 @@ def _next_offer(tools: list[ToolSpec], guesses: dict[str, list[str | int | float
     if copied:
         return [without_examples(tool, copied) for tool in tools]
     return [tool for tool in tools if tool.name not in guesses]
+
+
+def _cleaned(call: ToolCall, tools: Sequence[ToolSpec], question: str) -> ToolCall:
+    """A first-turn call without undeclared keys and with the question's spelling of its words."""
+    return respelled_as_asked(without_undeclared_arguments(call, tools), question)
 
 
 def _with_calls(completion: Completion, calls: list[ToolCall], usage: Usage) -> Completion:

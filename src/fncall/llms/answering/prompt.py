@@ -23,13 +23,7 @@ _ERROR_PREFIX = "error:"
 
 def answer_messages(turn: ToolTurn, focus: ToolExchange, *, with_system: bool = True) -> list[Message]:
     """The messages of the answer step for one result: the system text (if any) and one user turn."""
-    lines = [f"Question: {turn.question.strip()}" if turn.question.strip() else "Question: (none given)", ""]
-    for exchange in turn.exchanges:
-        if exchange is focus:
-            break
-        lines.append(
-            f"Earlier, {_describe_call(exchange)} returned: {_result_text(exchange, _MAX_CONTEXT_CHARS)}"
-        )
+    lines = _question_and_earlier(turn, focus)
     if focus.is_error:
         lines += [
             f"Then {_describe_call(focus)} failed with this error: {error_text(focus)}",
@@ -52,6 +46,36 @@ def answer_messages(turn: ToolTurn, focus: ToolExchange, *, with_system: bool = 
             "Using this result, answer the question in one or two sentences. State every value it gives "
             "exactly as written."
         )
+    return _turn_messages(turn, lines, with_system)
+
+
+def follow_up_messages(turn: ToolTurn) -> list[Message]:
+    """A fresh turn that asks for the next call: the question, the results so far as text, and the ask.
+    Measured on Qwen2.5-Coder-0.5B: where the full conversation made it repeat the answered call, this turn
+    with the other tools made it convert a share price in yen to the dollars the question asks for, and
+    where nothing more was needed it made no call."""
+    focus = turn.exchanges[-1]
+    lines = _question_and_earlier(turn, focus)
+    lines += [
+        f"Then {_describe_call(focus)} returned: {_result_text(focus, _MAX_RESULT_CHARS)}",
+        "Call the tool that the question still needs, with values from the result.",
+    ]
+    return _turn_messages(turn, lines, True)
+
+
+def _question_and_earlier(turn: ToolTurn, focus: ToolExchange) -> list[str]:
+    """The question, then every result of it before `focus`, as context."""
+    lines = [f"Question: {turn.question.strip()}" if turn.question.strip() else "Question: (none given)", ""]
+    for exchange in turn.exchanges:
+        if exchange is focus:
+            break
+        lines.append(
+            f"Earlier, {_describe_call(exchange)} returned: {_result_text(exchange, _MAX_CONTEXT_CHARS)}"
+        )
+    return lines
+
+
+def _turn_messages(turn: ToolTurn, lines: list[str], with_system: bool) -> list[Message]:
     messages = [Message.system(turn.system)] if with_system and turn.system else []
     return [*messages, Message.user("\n".join(lines))]
 
