@@ -66,6 +66,15 @@ SEED_RESULT = '{"from_currency": "USD", "to_currency": "CAD", "converted_amount"
 GOOD_ANSWER = "42 US dollars is equivalent to 131.95 Canadian dollars."
 
 
+def _string_tool(name: str, description: str, parameter: str) -> ToolSpec:
+    """A tool that takes one required string."""
+    return ToolSpec(
+        name=name,
+        description=description,
+        parameters={"type": "object", "properties": {parameter: {"type": "string"}}, "required": [parameter]},
+    )
+
+
 def _tool(call: ToolCall, content: str, *, is_error: bool = False) -> Message:
     return Message(role="tool", content=content, tool_call_id=call.id, name=call.name, is_error=is_error)
 
@@ -714,10 +723,8 @@ LOCAL_TIME = ToolSpec(
     description="The local time in a city.",
     parameters={"type": "object", "properties": {"city": CITY}, "required": ["city"]},
 )
-FLIGHT_STATUS = ToolSpec(
-    name="get_flight_status",
-    description="Status of a flight: origin, destination and gate.",
-    parameters={"type": "object", "properties": {"flight": {"type": "string"}}, "required": ["flight"]},
+FLIGHT_STATUS = _string_tool(
+    "get_flight_status", "Status of a flight: origin, destination and gate.", "flight"
 )
 LANDING_QUESTION = "What is the local time now in the city where flight LH430 lands?"
 
@@ -837,15 +844,10 @@ async def test_proposals_after_results_are_cut_short() -> None:
 
 # --------------------------------------------------------------------- chains: producers and references
 
-FIND_BOOK = ToolSpec(
-    name="find_book",
-    description="Look up a book by title: author, ISBN and year.",
-    parameters={"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]},
-)
-AVAILABILITY = ToolSpec(
-    name="check_library_availability",
-    description="How many copies of a book the library can lend now.",
-    parameters={"type": "object", "properties": {"isbn": {"type": "string"}}, "required": ["isbn"]},
+
+FIND_BOOK = _string_tool("find_book", "Look up a book by title: author, ISBN and year.", "title")
+AVAILABILITY = _string_tool(
+    "check_library_availability", "How many copies of a book the library can lend now.", "isbn"
 )
 BOOK_QUESTION = "Can I borrow 'The Left Hand of Darkness' from the library now?"
 
@@ -887,11 +889,7 @@ def test_a_producer_names_the_guessed_parameter_and_does_not_take_it() -> None:
     assert producer_of(guess, ["9780000000000"], [AVAILABILITY, taker]) is None
 
 
-EMPLOYEE = ToolSpec(
-    name="lookup_employee",
-    description="Company directory: an employee's email and manager.",
-    parameters={"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
-)
+EMPLOYEE = _string_tool("lookup_employee", "Company directory: an employee's email and manager.", "name")
 MANAGER_QUESTION = "What is the email address of Priya Raman's manager?"
 PRIYA = ToolCall(id="call_p", name="lookup_employee", arguments={"name": "Priya Raman"})
 PRIYA_RESULT = '{"email": "priya.raman@example.com", "manager": "Daniel Okafor"}'
@@ -935,11 +933,7 @@ async def test_after_the_referenced_record_its_own_references_are_not_followed()
     assert backend.requests[1].tool_choice == "none"
 
 
-STOCK = ToolSpec(
-    name="get_stock_price",
-    description="Latest share price by ticker symbol.",
-    parameters={"type": "object", "properties": {"symbol": {"type": "string"}}, "required": ["symbol"]},
-)
+STOCK = _string_tool("get_stock_price", "Latest share price by ticker symbol.", "symbol")
 TOYOTA_QUESTION = "What does one Toyota share (ticker 7203.T) cost in US dollars?"
 TOYOTA = ToolCall(id="call_t", name="get_stock_price", arguments={"symbol": "7203.T"})
 TOYOTA_RESULT = '{"price": 2650.5, "currency": "JPY"}'
