@@ -385,6 +385,12 @@ def test_summary_tallies_each_category_and_mode() -> None:
     assert summary.modes == ["free", "react"]
     free = summary.cell("simple_python", "free")
     assert (free.correct, free.total, free.accuracy, free.mean_latency_s) == (1, 2, 0.5, 2.0)
+    assert (
+        summarise([*_RESULTS, _result("irrelevance", "free", True, latency=60.0)])
+        .cell("all cases", "free")
+        .median_latency_s
+        == 2.0
+    )
     assert summary.cell("all cases", "free").correct == 1 and summary.cell("all cases", "react").correct == 3
     assert summary.to_json()["accuracy"]["irrelevance"]["react"]["accuracy"] == 1.0
 
@@ -397,7 +403,7 @@ def test_markdown_tables_are_exact() -> None:
         "| simple_python | 0.500 (1/2) | 1.000 (2/2) |\n"
         "| irrelevance | 0.000 (0/1) | 1.000 (1/1) |\n"
         "| **all cases** | 0.333 (1/3) | 1.000 (3/3) |\n"
-        "| mean latency (s) | 1.67 | 1.00 |"
+        "| median latency (s) | 1.00 | 1.00 |"
     )
     assert markdown_error_table(summary) == (
         "| error type | free | react |\n"
@@ -463,6 +469,7 @@ def test_cli_runs_a_tiny_evaluation_against_a_served_scripted_model(serve_app: A
         "total": 4,
         "llm_failures": 0,
         "mean_latency_s": summary["accuracy"]["all cases"]["react"]["mean_latency_s"],
+        "median_latency_s": summary["accuracy"]["all cases"]["react"]["median_latency_s"],
     }
     assert (tmp_path / "bfcl.png").exists() and (tmp_path / "report.md").exists()
 

@@ -4,6 +4,7 @@ JSON and Markdown, and a bar chart."""
 from __future__ import annotations
 
 import json
+import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ class Cell:
     correct: int = 0
     total: int = 0
     llm_failures: int = 0
-    latency_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -34,13 +35,18 @@ class Cell:
 
     @property
     def mean_latency_s(self) -> float:
-        return self.latency_s / self.total if self.total else 0.0
+        return statistics.fmean(self.latencies_s) if self.latencies_s else 0.0
+
+    @property
+    def median_latency_s(self) -> float:
+        """The typical case: unlike the mean, not moved by one case that waited on a busy machine."""
+        return statistics.median(self.latencies_s) if self.latencies_s else 0.0
 
     def add(self, result: CaseResult) -> None:
         self.total += 1
         self.correct += int(result.valid)
         self.llm_failures += int(result.error_type == LLM_FAILURE_ERROR)
-        self.latency_s += result.latency_s
+        self.latencies_s.append(result.latency_s)
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Summary:
                         "total": self.cell(category, mode).total,
                         "llm_failures": self.cell(category, mode).llm_failures,
                         "mean_latency_s": round(self.cell(category, mode).mean_latency_s, 3),
+                        "median_latency_s": round(self.cell(category, mode).median_latency_s, 3),
                     }
                     for mode in self.modes
                 }
@@ -105,7 +112,7 @@ def read_results(path: Path) -> list[CaseResult]:
 
 
 def markdown_table(summary: Summary) -> str:
-    """Accuracy per category (rows) and mode (columns) as `0.750 (6/8)`, then mean latency per mode."""
+    """Accuracy per category (rows) and mode (columns) as `0.750 (6/8)`, then median latency per mode."""
     header = ["category", *summary.modes]
     rows = [header, ["---"] + ["---:"] * len(summary.modes)]
     for category in [*summary.categories, ALL_CASES]:
@@ -113,8 +120,8 @@ def markdown_table(summary: Summary) -> str:
         rows.append([label, *(_accuracy_text(summary.cell(category, mode)) for mode in summary.modes)])
     rows.append(
         [
-            "mean latency (s)",
-            *(f"{summary.cell(ALL_CASES, mode).mean_latency_s:.2f}" for mode in summary.modes),
+            "median latency (s)",
+            *(f"{summary.cell(ALL_CASES, mode).median_latency_s:.2f}" for mode in summary.modes),
         ]
     )
     failures = [summary.cell(ALL_CASES, mode).llm_failures for mode in summary.modes]
