@@ -474,6 +474,34 @@ def test_cli_runs_a_tiny_evaluation_against_a_served_scripted_model(serve_app: A
     assert (tmp_path / "bfcl.png").exists() and (tmp_path / "report.md").exists()
 
 
+def test_a_resumed_run_keeps_finished_cases_and_reruns_the_rest(serve_app: Any, tmp_path: Path) -> None:
+    chosen = sample_cases(load_cases("simple_python"), 3, 0)
+    finished, half_done = chosen[0], chosen[1]
+    kept = [_result("simple_python", mode, False, "kept:from_before") for mode in ("free", "react")]
+    kept = [result.model_copy(update={"id": finished.id}) for result in kept]
+    partial = _result("simple_python", "free", False, "partial").model_copy(update={"id": half_done.id})
+    stale = _result("simple_python", "free", False, "stale").model_copy(update={"id": "not_in_the_sample"})
+    (tmp_path / "results.jsonl").write_text(
+        "".join(r.model_dump_json() + "\n" for r in [*kept, partial, stale])
+    )
+    app = typer.Typer()
+    app.add_typer(bfcl_app)
+    arguments = ["bfcl", "-c", "simple_python", "-m", "free", "-m", "react", "-n", "3", "-o", str(tmp_path)]
+    with serve_app(create_llm_app(_oracle(chosen), model_name="oracle")) as base_url:
+        outcome = CliRunner().invoke(app, [*arguments, "--llm", f"openai:{base_url}/v1#oracle", "--resume"])
+    assert outcome.exit_code == 0, outcome.output
+    results = read_results(tmp_path / "results.jsonl")
+    assert [(r.id, r.error_type) for r in results[:2]] == [(finished.id, "kept:from_before")] * 2
+    rerun = results[2:]
+    assert sorted((r.id, r.mode) for r in rerun) == sorted(
+        (case.id, mode) for case in chosen[1:] for mode in ("free", "react")
+    )
+    assert all(result.valid for result in rerun)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["accuracy"]["all cases"]["free"]["total"] == 3
+    assert summary["run"]["resumed"].startswith("1 cases per mode kept")
+
+
 def test_cli_refuses_an_unknown_category_with_a_clear_message(tmp_path: Path) -> None:
     app = typer.Typer()
     app.add_typer(bfcl_app)

@@ -47,6 +47,14 @@ def bfcl(
     output_dir: Annotated[
         Path, typer.Option("--output-dir", "-o", help="Where results, summary, report and chart go.")
     ] = Path("bfcl-results"),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Keep the cases the output directory's results.jsonl already has in every mode and run the "
+            "rest (same options); without it, results.jsonl starts empty.",
+        ),
+    ] = False,
 ) -> None:
     """Run BFCL's single-turn categories and write results.jsonl, summary.json, report.md and bfcl.png."""
     from fncall.errors import FncallError
@@ -65,6 +73,7 @@ def bfcl(
                 concurrency,
                 max_tokens,
                 output_dir,
+                resume,
             )
         )
     except FncallError as error:
@@ -83,12 +92,14 @@ async def _run(
     concurrency: int,
     max_tokens: int,
     output_dir: Path,
+    resume: bool,
 ) -> str:
     from fncall.evals.bfcl import (
         BFCL_EVAL_VERSION,
         RESULTS_FILE,
         CaseResult,
         append_result,
+        finished_results,
         load_cases,
         markdown_table,
         open_target,
@@ -102,7 +113,12 @@ async def _run(
     ]
     output_dir.mkdir(parents=True, exist_ok=True)
     results_path = output_dir / RESULTS_FILE
-    results_path.write_text("")
+    sampled = {(case.category, case.id) for case in cases}
+    earlier = finished_results(results_path, modes) if resume and results_path.exists() else []
+    earlier = [result for result in earlier if (result.category, result.id) in sampled]
+    results_path.write_text("".join(result.model_dump_json() + "\n" for result in earlier))
+    finished = {(result.category, result.id) for result in earlier}
+    cases = [case for case in cases if (case.category, case.id) not in finished]
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     async with open_target(spec) as target:
@@ -114,15 +130,23 @@ async def _run(
             TimeElapsedColumn(),
             console=_err_console,
         ) as progress:
-            tasks = {mode: progress.add_task(f"{mode:>11}", total=len(cases), correct=0) for mode in modes}
-            right = dict.fromkeys(modes, 0)
+            right = {mode: sum(r.valid for r in earlier if r.mode == mode) for mode in modes}
+            tasks = {
+                mode: progress.add_task(
+                    f"{mode:>11}",
+                    total=len(cases) + len(finished),
+                    completed=len(finished),
+                    correct=right[mode],
+                )
+                for mode in modes
+            }
 
             def _on_result(result: CaseResult) -> None:
                 append_result(results_path, result)
                 right[result.mode] += int(result.valid)
                 progress.update(tasks[result.mode], advance=1, correct=right[result.mode])
 
-            results = await run_cases(
+            results = earlier + await run_cases(
                 target.llm,
                 cases,
                 modes,  # type: ignore[arg-type]  # validated by check_modes
@@ -138,12 +162,14 @@ async def _run(
         "sample": f"{sample_size} cases per category (fewer where a category has fewer), seed {seed}"
         if sample_size
         else "every case",
-        "cases per mode": len(cases),
+        "cases per mode": len(cases) + len(finished),
         "max tokens": max_tokens,
         "concurrency": concurrency,
         "bfcl-eval": BFCL_EVAL_VERSION,
         "started (UTC)": started_at.strftime("%Y-%m-%d %H:%M"),
         "duration (s)": round(time.perf_counter() - started, 1),
     }
+    if finished:
+        run["resumed"] = f"{len(finished)} cases per mode kept from an earlier run (not in the duration)"
     summary = write_report(results, output_dir, run)
     return markdown_table(summary)

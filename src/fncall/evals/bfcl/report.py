@@ -111,6 +111,14 @@ def read_results(path: Path) -> list[CaseResult]:
     return [CaseResult.model_validate_json(line) for line in lines if line.strip()]
 
 
+def finished_results(path: Path, modes: Sequence[str]) -> list[CaseResult]:
+    """The results of a JSON Lines file for the cases it holds in every one of `modes`: what a resumed run
+    keeps (the case a stopped run was in the middle of runs again in all modes)."""
+    results = [result for result in read_results(path) if result.mode in modes]
+    seen = Counter((result.category, result.id) for result in results)
+    return [result for result in results if seen[(result.category, result.id)] == len(modes)]
+
+
 def markdown_table(summary: Summary) -> str:
     """Accuracy per category (rows) and mode (columns) as `0.750 (6/8)`, then median latency per mode."""
     header = ["category", *summary.modes]
