@@ -480,10 +480,9 @@ def test_a_resumed_run_keeps_finished_cases_and_reruns_the_rest(serve_app: Any, 
     kept = [_result("simple_python", mode, False, "kept:from_before") for mode in ("free", "react")]
     kept = [result.model_copy(update={"id": finished.id}) for result in kept]
     partial = _result("simple_python", "free", False, "partial").model_copy(update={"id": half_done.id})
-    stale = _result("simple_python", "free", False, "stale").model_copy(update={"id": "not_in_the_sample"})
-    (tmp_path / "results.jsonl").write_text(
-        "".join(r.model_dump_json() + "\n" for r in [*kept, partial, stale])
-    )
+    other = [_result("irrelevance", mode, True) for mode in ("free", "react")]
+    lines = [*kept, partial, *other]
+    (tmp_path / "results.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in lines))
     app = typer.Typer()
     app.add_typer(bfcl_app)
     arguments = ["bfcl", "-c", "simple_python", "-m", "free", "-m", "react", "-n", "3", "-o", str(tmp_path)]
@@ -492,12 +491,14 @@ def test_a_resumed_run_keeps_finished_cases_and_reruns_the_rest(serve_app: Any, 
     assert outcome.exit_code == 0, outcome.output
     results = read_results(tmp_path / "results.jsonl")
     assert [(r.id, r.error_type) for r in results[:2]] == [(finished.id, "kept:from_before")] * 2
-    rerun = results[2:]
+    assert results[2:4] == other  # another category's finished case stays in the file, out of the report
+    rerun = results[4:]
     assert sorted((r.id, r.mode) for r in rerun) == sorted(
         (case.id, mode) for case in chosen[1:] for mode in ("free", "react")
     )
     assert all(result.valid for result in rerun)
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["categories"] == ["simple_python"]
     assert summary["accuracy"]["all cases"]["free"]["total"] == 3
     assert summary["run"]["resumed"].startswith("1 cases per mode kept")
 

@@ -52,7 +52,7 @@ def bfcl(
         typer.Option(
             "--resume",
             help="Keep the cases the output directory's results.jsonl already has in every mode and run the "
-            "rest (same options); without it, results.jsonl starts empty.",
+            "rest of the sample; the report covers the sample. Without it, results.jsonl starts empty.",
         ),
     ] = False,
 ) -> None:
@@ -113,10 +113,10 @@ async def _run(
     ]
     output_dir.mkdir(parents=True, exist_ok=True)
     results_path = output_dir / RESULTS_FILE
+    kept = finished_results(results_path, modes) if resume and results_path.exists() else []
+    results_path.write_text("".join(result.model_dump_json() + "\n" for result in kept))
     sampled = {(case.category, case.id) for case in cases}
-    earlier = finished_results(results_path, modes) if resume and results_path.exists() else []
-    earlier = [result for result in earlier if (result.category, result.id) in sampled]
-    results_path.write_text("".join(result.model_dump_json() + "\n" for result in earlier))
+    earlier = [result for result in kept if (result.category, result.id) in sampled]
     finished = {(result.category, result.id) for result in earlier}
     cases = [case for case in cases if (case.category, case.id) not in finished]
     started_at = datetime.now(UTC)
