@@ -483,8 +483,9 @@ def conversation_text(messages: Iterable[Message]) -> str:
 
 
 _CODE = re.compile(r"[A-Z]{2,4}|[a-z]{1,3}")
-_CODE_VALUE = re.compile(r"[A-Za-z]{2,4}")
 """A code or unit (USD, EUR, km, lb): what a model translates the user's words into."""
+_CODE_VALUE = re.compile(r"[A-Za-z]{2,4}")
+"""A value that may be a code of either case: what `_abbreviates` compares with the question's words."""
 _ASKING_WORDS = (
     "what which where when whose does have right first look tell please about there their from with "
     "this that these those into much many some show give find know want would could should then also"
