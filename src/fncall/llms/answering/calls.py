@@ -240,11 +240,8 @@ def said_values(call: ToolCall, turn: ToolTurn) -> bool:
     a run of its words, `USD` for "US dollars"), by an earlier call or by a result. Codes otherwise pass as
     translations (see `guessed_values`); here they must be earned, since a model asked for a next step
     converts a listed price into euros nobody asked for."""
-    known = "\n".join(
-        [turn.question]
-        + [exchange.call.arguments_json() for exchange in turn.exchanges]
-        + [exchange.content.replace("_", " ") for exchange in turn.exchanges]
-    )
+    results = (exchange.content.replace("_", " ") for exchange in turn.exchanges)
+    known = "\n".join([_asked_and_passed(turn), *results])
     for value in _scalar_values(call.arguments):
         if not isinstance(value, str) or text_contains(known, value):
             continue
@@ -323,7 +320,7 @@ def retargeted(call: ToolCall, turn: ToolTurn, tools: Sequence[ToolSpec], words:
     exchange = next((item for item in turn.exchanges if call_key(item.call) == call_key(call)), None)
     if exchange is None or exchange.is_error or not isinstance(exchange.data, dict):
         return None
-    known = turn.question + "\n" + "\n".join(item.call.arguments_json() for item in turn.exchanges)
+    known = _asked_and_passed(turn)
     for name, value in call.arguments.items():
         if not isinstance(value, str) or not text_contains(turn.question, value):
             continue
@@ -379,7 +376,7 @@ def _result_values_used(call: ToolCall, turn: ToolTurn) -> tuple[list[str], list
     """The call's strings and numbers that come from this question's results and nowhere before them."""
     successes = [exchange for exchange in turn.exchanges if not exchange.is_error]
     results = "\n".join(exchange.content for exchange in successes)
-    known = turn.question + "\n" + "\n".join(exchange.call.arguments_json() for exchange in turn.exchanges)
+    known = _asked_and_passed(turn)
     known_numbers = {abs(number) for number in numbers_in(known)}
     result_numbers = {abs(number) for number in numbers_in(results)}
     strings: list[str] = []
@@ -498,6 +495,11 @@ question that starts with "Where"."""
 def _word_stems(text: str) -> set[str]:
     spaced = re.sub(r"(?<=[a-z])(?=[A-Z])|_", " ", text)
     return {word[:5] for word in re.findall(r"[a-z]{4,}", spaced.lower())}
+
+
+def _asked_and_passed(turn: ToolTurn) -> str:
+    """The question and the arguments of every call made for it: what was known before the results."""
+    return "\n".join([turn.question, *(exchange.call.arguments_json() for exchange in turn.exchanges)])
 
 
 def _argument_numbers(call: ToolCall) -> set[float]:

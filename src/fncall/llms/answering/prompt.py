@@ -35,7 +35,7 @@ def answer_messages(turn: ToolTurn, focus: ToolExchange, *, with_system: bool = 
             "Tell the user in one sentence that nothing was found. Do not make up any results.",
         ]
     else:
-        lines += [f"Then {_describe_call(focus)} returned: {_result_text(focus, _MAX_RESULT_CHARS)}"]
+        lines.append(_returned(focus))
         size = list_size(focus.data)
         if size is not None and size > LIST_HEAD:
             lines.append(
@@ -57,7 +57,7 @@ def follow_up_messages(turn: ToolTurn) -> list[Message]:
     focus = turn.exchanges[-1]
     lines = _question_and_earlier(turn, focus)
     lines += [
-        f"Then {_describe_call(focus)} returned: {_result_text(focus, _MAX_RESULT_CHARS)}",
+        _returned(focus),
         "Call the tool that the question still needs, with values from the result.",
     ]
     return _turn_messages(turn, lines, True)
@@ -73,6 +73,11 @@ def _question_and_earlier(turn: ToolTurn, focus: ToolExchange) -> list[str]:
             f"Earlier, {_describe_call(exchange)} returned: {_result_text(exchange, _MAX_CONTEXT_CHARS)}"
         )
     return lines
+
+
+def _returned(focus: ToolExchange) -> str:
+    """The line that presents the result a step works on."""
+    return f"Then {_describe_call(focus)} returned: {_result_text(focus, _MAX_RESULT_CHARS)}"
 
 
 def _turn_messages(turn: ToolTurn, lines: list[str], with_system: bool) -> list[Message]:
