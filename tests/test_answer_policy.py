@@ -8,14 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from fncall.llms.answering import AnswerPolicy, is_echo, new_calls
-from fncall.llms.answering.calls import (
-    open_words,
-    producer_of,
-    respelled_as_asked,
-    retargeted,
-    said_values,
-)
+from fncall.llms.answering.calls import open_words, retargeted, said_values
 from fncall.llms.answering.facts import Fact, is_stated, missing_facts, repair_sentence, result_facts
+from fncall.llms.answering.first_turn import producer_of, respelled_as_asked
 from fncall.llms.answering.tool_turn import (
     ToolExchange,
     ToolTurn,

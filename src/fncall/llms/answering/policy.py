@@ -11,7 +11,7 @@ After tool results (the conversation ends with tool messages, the client asks wi
    without the repeated tool, where its values must all have been said. A proposed call is kept only if it
    has no result yet (not identical to an answered call), fits its tool's schema, takes a value from the
    results that the question does not hold (a dependent call), does not feed a tool's number back into
-   the same tool, and is still asked for (see `answering.calls`).
+   the same tool, and is still asked for (see `answering.calls`; first calls: `answering.first_turn`).
    Skipped when the last round holds a tool error: the answer must then say that the tool failed.
 2. answer step, when no call is kept and the proposal's text does not already state every value: a
    separate generation with no tools, one short user turn per result (see `answering.prompt`), streamed.
@@ -45,24 +45,15 @@ from dataclasses import dataclass, field
 from fncall.llms.answering.calls import (
     asks_for_more,
     conversation_text,
-    copied_from_schema,
     feeds_own_output,
     fits_schema,
-    guessed_values,
-    is_grounded,
     mentions_tool,
-    mislabelled_values,
-    named_tool,
     new_calls,
     open_words,
-    producer_of,
-    respelled_as_asked,
     retargeted,
     said_values,
     tool_named,
     uses_a_result,
-    without_examples,
-    without_undeclared_arguments,
 )
 from fncall.llms.answering.facts import (
     invented_numbers,
@@ -70,6 +61,17 @@ from fncall.llms.answering.facts import (
     repair_sentence,
     result_facts,
     states_failure,
+)
+from fncall.llms.answering.first_turn import (
+    copied_from_schema,
+    guessed_values,
+    is_grounded,
+    mislabelled_values,
+    named_tool,
+    producer_of,
+    respelled_as_asked,
+    without_examples,
+    without_undeclared_arguments,
 )
 from fncall.llms.answering.prompt import answer_messages, error_text, follow_up_messages
 from fncall.llms.answering.tool_turn import ToolExchange, ToolTurn, call_key, parse_json, read_tool_turn
