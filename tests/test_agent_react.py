@@ -11,9 +11,11 @@ from fncall.agents import Agent
 from fncall.agents.react import (
     FORMAT_ERROR_TOOL,
     OBSERVATION_STOP,
+    ReactProtocolLLM,
     ReactRunner,
     action_input_example,
     parse_react_reply,
+    react_grammar,
     react_system_prompt,
     run_react,
     stream_react,
@@ -475,7 +477,8 @@ WEATHER = ToolSpec(
 def test_tool_signature_renders_types_enums_optionals_arrays_and_objects() -> None:
     assert tool_signature(WEATHER) == (
         'get_weather(city: string, unit: "celsius" | "fahrenheit" = "celsius", days: integer, '
-        "tags: string[], where: object, detailed: boolean | null = null) - Get the weather for a city."
+        "tags: string[], where: {lat?: number}, detailed: boolean | null = null) - "
+        "Get the weather for a city."
     )
 
 
@@ -642,3 +645,49 @@ def test_arguments_that_fit_no_single_tool_name_none() -> None:
         'Action: one tool name\nAction Input: {"currency": "CAD"}', [get_rate.spec, get_rate.spec]
     )
     assert step.action != "get_rate"
+
+
+# ------------------------------------------------------------------------------- constrained replies
+
+
+def _gbnf_rules(gbnf: str) -> dict[str, str]:
+    return dict(line.split(" ::= ", 1) for line in gbnf.strip().splitlines())
+
+
+def test_the_react_grammar_names_only_offered_tools_with_their_schemas() -> None:
+    import llama_cpp
+
+    gbnf = react_grammar([get_rate.spec, add.spec])
+    rules = _gbnf_rules(gbnf)
+    assert rules["root"] == "thought? (action | final)"
+    assert rules["action"] == (
+        '"Action: " ("get_rate" "\\nAction Input: " input0 | "add" "\\nAction Input: " input1)'
+    )
+    assert rules["thought"] == '"Thought: " [^\\n]+ "\\n"'
+    assert rules["final"] == '"Final Answer: " [^\\x00]*'
+    assert '"\\"currency\\""' in rules["input0-currency-kv"]
+    assert _gbnf_rules(react_grammar([add.spec], required=True))["root"] == "thought? action"
+    sampler = llama_cpp.llama_sampler_init_grammar(None, gbnf.encode(), b"root")  # llama.cpp's own parser
+    assert sampler
+    llama_cpp.llama_sampler_free(sampler)
+
+
+async def test_a_constrained_protocol_sends_the_grammar_of_the_offered_tools() -> None:
+    inner = Scripted([ACTION, "Final Answer: 1.5", ACTION])
+    constrained = ReactProtocolLLM(inner, constrained=True)
+    tools = [get_rate.spec, add.spec]
+    completion = await constrained.complete([Message.user(QUESTION)], tools, "required")
+    assert completion.message.tool_calls[0].name == "get_rate"
+    assert inner.requests[0].params.grammar == react_grammar(tools, required=True)
+    await constrained.complete([Message.user(QUESTION)], tools, "none")  # nothing to constrain
+    assert inner.requests[1].params.grammar is None
+    await ReactProtocolLLM(inner).complete([Message.user(QUESTION)], tools)
+    assert inner.requests[2].params.grammar is None  # a backend that does not apply grammars gets none
+
+
+def test_the_protocol_constrains_by_default_where_the_backend_applies_grammars() -> None:
+    engine_like = Scripted([])
+    engine_like.reads_grammar = True  # what the local engine says of itself
+    assert ReactProtocolLLM(engine_like).constrained is True
+    assert ReactProtocolLLM(engine_like, constrained=False).constrained is False
+    assert ReactProtocolLLM(Scripted([])).constrained is False

@@ -32,9 +32,11 @@ async def test_react_agent_runs_the_seed_query_on_the_embedded_model(local_qwen:
     assert result.final_answer.strip()
     llm_steps = [step for step in result.steps if step.kind == "llm"]
     assert llm_steps and all(step.completion is not None for step in llm_steps)
-    # No native tools are sent in ReAct: the model is asked for text with the tools in its prompt.
+    # No native tools are sent in ReAct: the model is asked for text with the tools in its prompt, and on the
+    # local engine its reply is constrained by the ReAct grammar, so every action it takes is readable.
     for call in result.tool_calls():
-        assert call.name in {"convert_currency", "react_format_error"}
+        assert call.name == "convert_currency"
+        assert set(call.arguments) <= {"amount", "from_currency", "to_currency"}
 
 
 async def test_flow_agent_runs_its_steps_and_answers_on_the_embedded_model(local_qwen: LocalLLM) -> None:

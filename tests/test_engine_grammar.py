@@ -168,6 +168,33 @@ def test_auto_is_free_unless_constrained() -> None:
     assert constrained.call_tools == (CONVERT,)
 
 
+def test_a_request_grammar_constrains_the_whole_reply_and_excludes_tools() -> None:
+    plan = plan_constraint([], "auto", HERMES, TRIGGERS, parallel=True, constrain_auto=True, grammar=GBNF_YES)
+    assert plan.grammar is not None
+    assert (plan.grammar.gbnf, plan.grammar.param, plan.grammar.triggers) == (GBNF_YES, "grammar", ())
+    assert plan.prompt_tools == plan.call_tools == ()
+    with_none = plan_constraint(
+        [CONVERT], "none", HERMES, TRIGGERS, parallel=True, constrain_auto=False, grammar=GBNF_YES
+    )
+    assert with_none.grammar is not None and with_none.prompt_tools == ()
+    for tool_choice, response_format in (("auto", None), ("none", {"type": "json_object"})):
+        with pytest.raises(InvalidRequestError) as caught:
+            plan_constraint(
+                [CONVERT] if tool_choice == "auto" else [],
+                tool_choice,
+                HERMES,
+                TRIGGERS,
+                parallel=True,
+                constrain_auto=False,
+                response_format=response_format,
+                grammar=GBNF_YES,
+            )
+        assert caught.value.param == "grammar"
+
+
+GBNF_YES = 'root ::= "yes"'
+
+
 def test_policy_errors_name_the_parameter() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         plan_constraint([CONVERT], {"name": "nope"}, HERMES, TRIGGERS, parallel=True, constrain_auto=False)

@@ -82,9 +82,16 @@ def test_request_round_trip_through_the_wire() -> None:
         Message.assistant("42 USD is 57.12 CAD; Paris is sunny."),
     ]
     params = GenerationParams(
-        temperature=0.2, top_p=0.9, max_tokens=64, stop=["\n\n"], seed=7, parallel_tool_calls=False
+        temperature=0.2,
+        top_p=0.9,
+        max_tokens=64,
+        stop=["\n\n"],
+        seed=7,
+        parallel_tool_calls=False,
+        grammar='root ::= "yes"',
     )
     body = from_canonical(messages, [CONVERT, WEATHER], {"name": "get_weather"}, params, "qwen")
+    assert body["grammar"] == 'root ::= "yes"'  # llama.cpp's field, which fncall's server reads too
 
     assert body["messages"][2] == {
         "role": "assistant",

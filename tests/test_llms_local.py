@@ -99,6 +99,17 @@ async def test_constrained_auto_gives_the_same_call(qwen: LocalLLM) -> None:
 
 
 @pytest.mark.model
+async def test_compact_tools_make_the_same_call_from_a_much_shorter_prompt(qwen: LocalLLM) -> None:
+    compact = LocalLLM(qwen.local_model, qwen.queue, compact_tools=True)
+    assert from_spec("qwen2.5-coder-0.5b?n_ctx=4096&compact_tools=on").compact_tools is True
+    template = await qwen.complete(QUERY, [WEATHER, CONVERT])
+    signatures = await compact.complete(QUERY, [WEATHER, CONVERT])
+    [call] = signatures.message.tool_calls
+    _assert_seed_call(call)
+    assert signatures.usage.prompt_tokens < 0.75 * template.usage.prompt_tokens
+
+
+@pytest.mark.model
 async def test_tool_choice_none_answers_in_text(qwen: LocalLLM) -> None:
     completion = await qwen.complete(QUERY, [CONVERT], "none", GenerationParams(max_tokens=60))
     assert completion.message.tool_calls == []
@@ -250,6 +261,16 @@ async def test_max_tokens_gives_finish_length_and_real_usage(smol: LocalLLM) -> 
         [Message.user("Tell me a long story.")], [], template=smol.local_model.chat_template
     )
     assert completion.usage.prompt_tokens == len(smol.local_model.tokenize(prompt))
+
+
+@pytest.mark.model
+async def test_a_request_grammar_shapes_the_whole_reply(smol: LocalLLM) -> None:
+    params = GenerationParams(grammar='root ::= "Answer: " ("yes" | "no")', max_tokens=16)
+    completion = await smol.complete([Message.user("Is the sky blue?")], params=params)
+    assert completion.message.text in ("Answer: yes", "Answer: no")
+    with pytest.raises(InvalidRequestError) as caught:
+        await smol.complete([Message.user("Hi")], params=GenerationParams(grammar="root ::= (("))
+    assert caught.value.param == "grammar"
 
 
 @pytest.mark.model

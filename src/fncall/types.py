@@ -152,6 +152,8 @@ class GenerationParams(_Model):
     response_format: dict[str, Any] | None = None
     # Constrained decoding of tool calls (local engine): None = the engine's default policy.
     constrained: bool | None = None
+    # A GBNF grammar the whole reply must match (local engine; llama.cpp's server field of the same name).
+    grammar: str | None = None
 
 
 class Usage(_Model):

@@ -39,7 +39,7 @@ _SPACE_RULE = r'| " " | "\n" [ \t]{0,20}'
 _FENCE_OPEN = "```"
 
 
-def _literal(text: str) -> str:
+def gbnf_literal(text: str) -> str:
     """A GBNF string literal."""
     return json.dumps(text, ensure_ascii=False)
 
@@ -49,20 +49,26 @@ def _sequence(*parts: str) -> str:
     return " ".join(part for part in parts if part and part != '""')
 
 
-def call_object_schema(tool: ToolSpec, name_key: str = "name", arguments_key: str = "arguments") -> dict:
-    """The JSON Schema of one call of `tool`: its name as a constant and its parameters."""
+def parameters_schema(tool: ToolSpec) -> dict:
+    """The tool's parameter schema as the converter needs it: an object with `properties`, even when empty."""
     parameters = tool.parameters or {"type": "object", "properties": {}}
     if parameters.get("type", "object") == "object" and "properties" not in parameters:
         parameters = {**parameters, "properties": {}}
+    return parameters
+
+
+def call_object_schema(tool: ToolSpec, name_key: str = "name", arguments_key: str = "arguments") -> dict:
+    """The JSON Schema of one call of `tool`: its name as a constant and its parameters."""
     return {
         "type": "object",
-        "properties": {name_key: {"const": tool.name}, arguments_key: parameters},
+        "properties": {name_key: {"const": tool.name}, arguments_key: parameters_schema(tool)},
         "required": [name_key, arguments_key],
     }
 
 
-class _Rules:
-    """Collects GBNF rules from the schema converter plus our own."""
+class GrammarRules:
+    """Collects GBNF rules from llama-cpp-python's JSON-schema converter plus our own: how every grammar
+    here is built (calls, response formats, the ReAct agent's reply)."""
 
     def __init__(self, key_order: Sequence[str]) -> None:
         self._converter = SchemaConverter(
@@ -96,7 +102,7 @@ class _Rules:
         return "\n".join(f"{name} ::= {rule}" for name, rule in sorted(rules.items())) + "\n"
 
 
-def _call_rule(rules: _Rules, tools: Sequence[ToolSpec], layout: CallLayout) -> str:
+def _call_rule(rules: GrammarRules, tools: Sequence[ToolSpec], layout: CallLayout) -> str:
     """Add one rule per tool and their alternation; returns the alternation's rule name."""
     if not tools:
         raise InvalidRequestError("tool calls were requested but no tools were given", param="tools")
@@ -108,9 +114,9 @@ def _call_rule(rules: _Rules, tools: Sequence[ToolSpec], layout: CallLayout) -> 
     return "call"
 
 
-def _calls_rule(rules: _Rules, name: str, separator: str, parallel: bool) -> str:
+def _calls_rule(rules: GrammarRules, name: str, separator: str, parallel: bool) -> str:
     """`call`, once, or one or more times joined by `separator`; returns the rule's name."""
-    rules.add(name, f"call ({_sequence(_literal(separator), 'call')})*" if parallel else "call")
+    rules.add(name, f"call ({_sequence(gbnf_literal(separator), 'call')})*" if parallel else "call")
     return name
 
 
@@ -129,12 +135,12 @@ def call_grammar(
     """
     if opener not in OPENERS:
         raise ValueError(f"unknown call opener {opener!r}; expected one of {', '.join(OPENERS)}")
-    rules = _Rules(layout.key_order or (layout.name_key, layout.arguments_key))
+    rules = GrammarRules(layout.key_order or (layout.name_key, layout.arguments_key))
     _call_rule(rules, tools, layout)
     forms = []
     if opener in ("layout", "any"):
         calls = _calls_rule(rules, "layout-calls", layout.separator, parallel)
-        rules.add("layout-form", _sequence(_literal(layout.prefix), calls, _literal(layout.suffix)))
+        rules.add("layout-form", _sequence(gbnf_literal(layout.prefix), calls, gbnf_literal(layout.suffix)))
         forms.append("layout-form")
     if opener in ("fence", "any"):
         calls = _calls_rule(rules, "fenced-calls", "\n", parallel)
@@ -173,7 +179,7 @@ def response_format_grammar(response_format: dict[str, Any] | None) -> GrammarCo
                 "response_format of type json_schema needs json_schema.schema (a JSON Schema object)",
                 param="response_format",
             )
-        rules = _Rules(())
+        rules = GrammarRules(())
         rules.add("root", rules.schema(schema, "answer"))
         return GrammarConstraint(gbnf=rules.text())
     raise InvalidRequestError(
@@ -210,9 +216,18 @@ def plan_constraint(
     constrain_auto: bool,
     response_format: dict[str, Any] | None = None,
     opener: str = "any",
+    grammar: str | None = None,
 ) -> ConstraintPlan:
-    """The constraint policy for one request (see the module docstring)."""
+    """The constraint policy for one request (see the module docstring). `grammar` (GBNF) constrains the
+    whole reply of a request without tools, like `response_format`, instead of it."""
     tools = tuple(tools)
+    if grammar is not None:
+        if tools and tool_choice != "none":
+            raise InvalidRequestError("send either grammar or tools, not both", "grammar")
+        if response_format and response_format.get("type") != "text":
+            raise InvalidRequestError("send either grammar or response_format, not both", param="grammar")
+        constraint = GrammarConstraint(gbnf=grammar, param="grammar")
+        return ConstraintPlan(prompt_tools=(), call_tools=(), grammar=constraint)
     forced = forced_tool_name(tool_choice)
     if forced is not None:
         chosen = tuple(tool for tool in tools if tool.name == forced)

@@ -47,11 +47,13 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class GrammarConstraint:
-    """A GBNF grammar; with `triggers` (regexes over the output) it applies only once one matches."""
+    """A GBNF grammar; with `triggers` (regexes over the output) it applies only once one matches.
+    `param`: the request field it was built from, named when llama.cpp cannot compile it."""
 
     gbnf: str
     root: str = "root"
     triggers: tuple[str, ...] = ()
+    param: str = "tools"
 
 
 @dataclass(frozen=True)
@@ -447,9 +449,11 @@ def _build_grammar(model: LocalModel, grammar: GrammarConstraint) -> llama_cpp.l
     else:
         sampler = llama_cpp.llama_sampler_init_grammar(model._vocab, text, root)
     if not sampler:
+        if grammar.param == "grammar":
+            raise InvalidRequestError("The grammar is not valid GBNF (llama.cpp cannot parse it).", "grammar")
         raise InvalidRequestError(
             "The tools' or response format's JSON schema could not be turned into a grammar; "
             "simplify the schema (plain types, enums, required properties).",
-            param="tools",
+            param=grammar.param,
         )
     return sampler

@@ -135,6 +135,8 @@ class ChatCompletionRequest(_WireModel):
     user: str | None = None
     # fncall extension: force constrained decoding of tool calls on or off (local engine only).
     constrained: bool | None = None
+    # llama.cpp server's extension, read by fncall's local engine: a GBNF grammar for the whole reply.
+    grammar: str | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -164,6 +166,7 @@ def to_canonical(
         parallel_tool_calls=True if request.parallel_tool_calls is None else request.parallel_tool_calls,
         response_format=request.response_format,
         constrained=request.constrained,
+        grammar=request.grammar,
     )
     return messages, tools, tool_choice, params
 
@@ -350,6 +353,8 @@ def from_canonical(
         body["response_format"] = params.response_format
     if params.constrained is not None:
         body["constrained"] = params.constrained
+    if params.grammar is not None:
+        body["grammar"] = params.grammar
     return body
 
 

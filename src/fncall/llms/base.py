@@ -51,6 +51,8 @@ class BaseLLM:
     one that only implements `stream` completes by collecting its stream."""
 
     model: str = "unknown"
+    # Whether `GenerationParams.grammar` is applied (the local engine); other backends may drop or refuse it.
+    reads_grammar: bool = False
 
     async def complete(
         self,

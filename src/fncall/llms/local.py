@@ -105,8 +105,11 @@ class LocalLLM(BaseLLM):
     into real wrong ones; the BFCL evaluation decides the default. `required` and named choices are
     always constrained. `default_temperature` applies when a request sets none (0 = greedy).
     `answer_policy`: how to answer after tool results (True: the default AnswerPolicy, False: the raw
-    model, as the evaluation's baseline).
+    model, as the evaluation's baseline). `compact_tools`: offer tools as typed signatures instead of the
+    template's JSON (a third to a half fewer prompt tokens; see `fncall.formats.chat.signatures`).
     """
+
+    reads_grammar = True
 
     def __init__(
         self,
@@ -118,8 +121,10 @@ class LocalLLM(BaseLLM):
         default_max_tokens: int = 1024,
         call_opener: str = "layout",
         answer_policy: AnswerPolicy | bool = True,
+        compact_tools: bool = False,
     ) -> None:
         self.local_model = model
+        self.compact_tools = compact_tools
         self.queue = queue or GenerationQueue()
         self.model = model.name
         self.constrain_auto = constrain_auto
@@ -141,6 +146,7 @@ class LocalLLM(BaseLLM):
         constrain_auto: bool = False,
         default_temperature: float = 0.0,
         answer_policy: AnswerPolicy | bool = True,
+        compact_tools: bool = False,
     ) -> LocalLLM:
         """A backend over `model` (None: the default alias, an alias, a GGUF path), loaded once a process."""
         local_model, queue = load_engine(model, n_ctx=n_ctx, chat_format=chat_format, n_threads=n_threads)
@@ -150,6 +156,7 @@ class LocalLLM(BaseLLM):
             constrain_auto=constrain_auto,
             default_temperature=default_temperature,
             answer_policy=answer_policy,
+            compact_tools=compact_tools,
         )
 
     # ------------------------------------------------------------------------------ the protocol
@@ -188,12 +195,14 @@ class LocalLLM(BaseLLM):
             constrain_auto=self.constrain_auto if params.constrained is None else params.constrained,
             response_format=params.response_format,
             opener=self.call_opener,
+            grammar=params.grammar,
         )
         prompt = chat_format.render(
             list(messages),
             list(plan.prompt_tools),
             template=self.local_model.chat_template,
             add_generation_prompt=True,
+            compact_tools=self.compact_tools,
         )
         first = self.local_model.generation(prompt, self._sampling(params, plan))
         parser = chat_format.stream_parser(list(plan.call_tools))
@@ -317,7 +326,7 @@ def _finish_reason(message: Message, outcome: _Outcome | None) -> FinishReason:
 
 def from_spec(rest: str) -> LocalLLM:
     """`local:`, `local:ALIAS`, `local:/path/model.gguf`, each with optional `?n_ctx=4096&format=hermes`
-    (also `threads`, `constrain_auto`, `temperature`, `answer_policy=on|off`)."""
+    (also `threads`, `constrain_auto`, `temperature`, `answer_policy=on|off`, `compact_tools=on|off`)."""
     target, _, query = rest.strip().partition("?")
     options = {key: values[-1] for key, values in parse_qs(query, keep_blank_values=True).items()}
     unknown = set(options) - set(_SPEC_OPTIONS)
@@ -334,10 +343,19 @@ def from_spec(rest: str) -> LocalLLM:
         constrain_auto=options.get("constrain_auto", "false").lower() in ("1", "true", "yes"),
         default_temperature=float(options.get("temperature", "0")),
         answer_policy=_switch_option(options, "answer_policy", True),
+        compact_tools=_switch_option(options, "compact_tools", False),
     )
 
 
-_SPEC_OPTIONS = ("n_ctx", "format", "threads", "constrain_auto", "temperature", "answer_policy")
+_SPEC_OPTIONS = (
+    "n_ctx",
+    "format",
+    "threads",
+    "constrain_auto",
+    "temperature",
+    "answer_policy",
+    "compact_tools",
+)
 _ON = ("1", "true", "yes", "on")
 _OFF = ("0", "false", "no", "off")
 

@@ -5,6 +5,8 @@ Modes, on the same model and the same cases:
     free         native tool calls, constrained decoding off (`constrained: false`)
     constrained  native tool calls, constrained decoding of the calls on (`constrained: true`)
     react        the ReAct agent's text protocol (Thought / Action / Action Input), no native tools
+    react_constrained  the same, with the reply constrained by the ReAct grammar (`react_grammar`: an
+                 offered tool's name on the Action line, its schema in the Action Input); opt-in
 
 A single-turn BFCL case is scored on the model's first answer, so each mode asks once: the native modes
 send the case's tools, the ReAct mode sends what the ReAct agent's first step sends (its protocol adapter,
@@ -28,8 +30,10 @@ from fncall.evals.bfcl.scoring import decode_calls, score_case
 from fncall.llms.base import LLM
 from fncall.types import Completion, GenerationParams, ToolCall
 
-Mode = Literal["free", "constrained", "react"]
-MODES: tuple[Mode, ...] = ("free", "constrained", "react")
+Mode = Literal["free", "constrained", "react", "react_constrained"]
+MODES: tuple[Mode, ...] = ("free", "constrained", "react", "react_constrained")
+DEFAULT_MODES: tuple[Mode, ...] = ("free", "constrained", "react")
+_REACT_MODES = ("react", "react_constrained")
 LLM_FAILURE_ERROR = "llm_error"
 DEFAULT_MAX_TOKENS = 512
 
@@ -58,7 +62,7 @@ def check_modes(modes: Sequence[str]) -> list[Mode]:
     return [mode for mode in MODES if mode in modes]
 
 
-def react_protocol(llm: LLM) -> LLM:
+def react_protocol(llm: LLM, *, constrained: bool = False) -> LLM:
     """The ReAct agent's protocol over `llm`; a clear error while the ReAct agent is not installed."""
     try:
         from fncall.agents.react import ReactProtocolLLM
@@ -66,7 +70,7 @@ def react_protocol(llm: LLM) -> LLM:
         raise ConfigError(
             "The react mode is not available: fncall's ReAct agent (fncall.agents.react) is not installed."
         ) from error
-    return ReactProtocolLLM(llm)
+    return ReactProtocolLLM(llm, constrained=constrained)
 
 
 def mode_params(mode: Mode, max_tokens: int = DEFAULT_MAX_TOKENS) -> GenerationParams:
@@ -79,7 +83,7 @@ async def run_case(llm: LLM, case: BfclCase, mode: Mode, max_tokens: int = DEFAU
     """Ask `llm` one case in one mode and score the answer; a failing backend is a wrong answer."""
     tools, names = tools_from_bfcl(case.functions)
     messages = messages_from_bfcl(case.messages)
-    asker = react_protocol(llm) if mode == "react" else llm
+    asker = react_protocol(llm, constrained=mode == "react_constrained") if mode in _REACT_MODES else llm
     started = time.perf_counter()
     try:
         completion = await asker.complete(messages, tools, "auto", mode_params(mode, max_tokens))
@@ -130,7 +134,7 @@ async def run_cases(
     """
     if concurrency < 1:
         raise ConfigError(f"The concurrency must be at least 1, not {concurrency}.")
-    if "react" in modes:
+    if set(modes) & set(_REACT_MODES):
         react_protocol(llm)  # fail before any request when the mode cannot run
     slots = asyncio.Semaphore(concurrency)
 

@@ -100,9 +100,10 @@ class ChatFormat(ABC):
         *,
         template: ChatTemplate | None,
         add_generation_prompt: bool = True,
+        compact_tools: bool = False,
     ) -> str:
         """The prompt for this conversation: with the model's own template where it knows tools, else with
-        tools described in the system prompt in this family's syntax."""
+        tools described in the system prompt in this family's syntax (as signatures with `compact_tools`)."""
 
     @abstractmethod
     def stream_parser(self, tools: Sequence[ToolSpec], *, reasoning_open: bool = False) -> StreamParser:

@@ -26,14 +26,17 @@ _LAYOUT = CallLayout(
 )
 
 
-def _describe_tools(tools: Sequence[ToolSpec]) -> str:
-    listing = "\n".join(
+def _list_tools(tools: Sequence[ToolSpec]) -> str:
+    return "\n".join(
         json.dumps(
             {"name": tool.name, "description": tool.description, "parameters": tool.parameters},
             ensure_ascii=False,
         )
         for tool in tools
     )
+
+
+def _offer_tools(listing: str) -> str:
     return (
         "You can use these tools:\n"
         f"{listing}\n\n"
@@ -46,7 +49,9 @@ def _render_result(message: Message) -> str:
     return f"<tool_response>\n{result_text(message)}\n</tool_response>"
 
 
-_PROMPT = ToolPrompt(describe_tools=_describe_tools, layout=_LAYOUT, render_result=_render_result)
+_PROMPT = ToolPrompt(
+    list_tools=_list_tools, offer_tools=_offer_tools, layout=_LAYOUT, render_result=_render_result
+)
 
 
 class GenericFormat(PromptedFormat):

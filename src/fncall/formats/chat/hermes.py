@@ -36,13 +36,16 @@ _LAYOUT = CallLayout(
 )
 
 
-def _describe_tools(tools: Sequence[ToolSpec]) -> str:
-    signatures = "\n".join(json.dumps(tool, ensure_ascii=False) for tool in template_tools(tools))
+def _list_tools(tools: Sequence[ToolSpec]) -> str:
+    return "\n".join(json.dumps(tool, ensure_ascii=False) for tool in template_tools(tools))
+
+
+def _offer_tools(listing: str) -> str:
     return (
         "# Tools\n\n"
         "You can call the functions below to help with the user's request. "
-        "Their signatures, one JSON object per line, are inside <tools></tools>:\n"
-        f"<tools>\n{signatures}\n</tools>\n\n"
+        "Their signatures are inside <tools></tools>:\n"
+        f"<tools>\n{listing}\n</tools>\n\n"
         "To call a function, write a JSON object with its name and arguments between "
         "<tool_call></tool_call> tags:\n"
         '<tool_call>\n{"name": <function name>, "arguments": <arguments as a JSON object>}\n</tool_call>'
@@ -53,7 +56,9 @@ def _render_result(message: Message) -> str:
     return f"<tool_response>\n{result_text(message)}\n</tool_response>"
 
 
-_PROMPT = ToolPrompt(describe_tools=_describe_tools, layout=_LAYOUT, render_result=_render_result)
+_PROMPT = ToolPrompt(
+    list_tools=_list_tools, offer_tools=_offer_tools, layout=_LAYOUT, render_result=_render_result
+)
 
 
 class HermesFormat(PromptedFormat):

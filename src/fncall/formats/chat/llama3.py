@@ -37,13 +37,16 @@ _LAYOUT = CallLayout(
 )
 
 
-def _describe_tools(tools: Sequence[ToolSpec]) -> str:
-    signatures = "\n\n".join(json.dumps(tool, ensure_ascii=False) for tool in template_tools(tools))
+def _list_tools(tools: Sequence[ToolSpec]) -> str:
+    return "\n\n".join(json.dumps(tool, ensure_ascii=False) for tool in template_tools(tools))
+
+
+def _offer_tools(listing: str) -> str:
     return (
         "You can call the functions below. To call one, reply with only a JSON object "
         '{"name": <function name>, "parameters": <arguments as a JSON object>}; '
         'separate several calls with "; ". Otherwise answer in plain text.\n\n'
-        f"{signatures}"
+        f"{listing}"
     )
 
 
@@ -51,7 +54,9 @@ def _render_result(message: Message) -> str:
     return f"Result of {message.name or 'the tool'}: {result_text(message)}"
 
 
-_PROMPT = ToolPrompt(describe_tools=_describe_tools, layout=_LAYOUT, render_result=_render_result)
+_PROMPT = ToolPrompt(
+    list_tools=_list_tools, offer_tools=_offer_tools, layout=_LAYOUT, render_result=_render_result
+)
 
 
 class Llama3Format(PromptedFormat):

@@ -43,9 +43,13 @@ def mistral_call_id(call_id: str) -> str:
     return hashlib.sha256(call_id.encode()).hexdigest()[:9]
 
 
-def _describe_tools(tools: Sequence[ToolSpec]) -> str:
+def _list_tools(tools: Sequence[ToolSpec]) -> str:
+    return json.dumps(template_tools(tools), ensure_ascii=False)
+
+
+def _offer_tools(listing: str) -> str:
     return (
-        f"[AVAILABLE_TOOLS]{json.dumps(template_tools(tools), ensure_ascii=False)}[/AVAILABLE_TOOLS]\n"
+        f"[AVAILABLE_TOOLS]{listing}[/AVAILABLE_TOOLS]\n"
         'To call tools, reply with [TOOL_CALLS] followed by a JSON list of {"name": ..., "arguments": {...}} '
         "objects. Otherwise answer in plain text."
     )
@@ -56,7 +60,9 @@ def _render_result(message: Message) -> str:
     return f"[TOOL_RESULTS]{json.dumps(payload, ensure_ascii=False)}[/TOOL_RESULTS]"
 
 
-_PROMPT = ToolPrompt(describe_tools=_describe_tools, layout=_LAYOUT, render_result=_render_result)
+_PROMPT = ToolPrompt(
+    list_tools=_list_tools, offer_tools=_offer_tools, layout=_LAYOUT, render_result=_render_result
+)
 
 
 def _with_mistral_ids(message: Message) -> Message:

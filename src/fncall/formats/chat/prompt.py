@@ -15,6 +15,7 @@ from functools import cache
 
 from fncall.formats.chat.base import CallLayout, ChatFormat, StreamParser
 from fncall.formats.chat.scanner import CallScanner, ScanRules
+from fncall.formats.chat.signatures import tool_signatures
 from fncall.formats.chat.template import ChatTemplate, ChatTemplateError
 from fncall.types import Message, ToolSpec
 
@@ -23,9 +24,14 @@ from fncall.types import Message, ToolSpec
 class ToolPrompt:
     """How one family writes tools, calls and results as text."""
 
-    describe_tools: Callable[[Sequence[ToolSpec]], str]  # the system-prompt block that offers the tools
+    list_tools: Callable[[Sequence[ToolSpec]], str]  # the tools in the family's own JSON shape
+    offer_tools: Callable[[str], str]  # the system-prompt block around a listing: how to call
     layout: CallLayout  # how past calls are written back
     render_result: Callable[[Message], str]  # one tool message as text
+
+    def describe_tools(self, tools: Sequence[ToolSpec], *, compact: bool = False) -> str:
+        """The block that offers `tools`: listed as the family's JSON, or as compact signatures."""
+        return self.offer_tools(tool_signatures(tools) if compact else self.list_tools(tools))
 
 
 @cache
@@ -57,6 +63,7 @@ class PromptedFormat(ChatFormat):
         *,
         template: ChatTemplate | None,
         add_generation_prompt: bool = True,
+        compact_tools: bool = False,
     ) -> str:
         return render_prompt(
             self.prepare(messages),
@@ -67,6 +74,7 @@ class PromptedFormat(ChatFormat):
             native=self.native,
             add_generation_prompt=add_generation_prompt,
             fallback_has_system_role=self.fallback_has_system_role,
+            compact_tools=compact_tools,
         )
 
     def stream_parser(self, tools: Sequence[ToolSpec], *, reasoning_open: bool = False) -> StreamParser:
@@ -86,24 +94,28 @@ def render_prompt(
     native: bool,
     add_generation_prompt: bool,
     fallback_has_system_role: bool = True,
+    compact_tools: bool = False,
 ) -> str:
     """The prompt: the model's own template when it knows tools (and `native`), else the text-only path.
 
-    A template that rejects system turns (it raises) gets the system text at the start of the first user
-    turn instead.
+    `compact_tools` always takes the text-only path, with the tools as signatures (`signatures.py`): the
+    model's template still writes the turns, but no longer the tools' JSON. A template that rejects system
+    turns (it raises) gets the system text at the start of the first user turn instead.
     """
-    if native and template is not None and template.supports_tools:
+    if native and not compact_tools and template is not None and template.supports_tools:
         return template.render(messages, tools, add_generation_prompt=add_generation_prompt)
     if template is None:
-        shaped = tool_free_messages(messages, tools, prompt, system_role=fallback_has_system_role)
+        shaped = tool_free_messages(
+            messages, tools, prompt, system_role=fallback_has_system_role, compact_tools=compact_tools
+        )
         return fallback.render(shaped, add_generation_prompt=add_generation_prompt)
     try:
-        shaped = tool_free_messages(messages, tools, prompt)
+        shaped = tool_free_messages(messages, tools, prompt, compact_tools=compact_tools)
         return template.render(shaped, add_generation_prompt=add_generation_prompt)
     except ChatTemplateError:
         if not any(entry["role"] == "system" for entry in shaped):
             raise
-    merged = tool_free_messages(messages, tools, prompt, system_role=False)
+    merged = tool_free_messages(messages, tools, prompt, system_role=False, compact_tools=compact_tools)
     return template.render(merged, add_generation_prompt=add_generation_prompt)
 
 
@@ -113,6 +125,7 @@ def tool_free_messages(
     prompt: ToolPrompt,
     *,
     system_role: bool = True,
+    compact_tools: bool = False,
 ) -> list[dict[str, str]]:
     """Messages with only system/user/assistant roles and text content, showing tools, calls and results.
 
@@ -132,7 +145,7 @@ def tool_free_messages(
         else:
             shaped.append({"role": message.role, "content": message.text})
     if tools:
-        block = prompt.describe_tools(tools)
+        block = prompt.describe_tools(tools, compact=compact_tools)
         if shaped and shaped[0]["role"] == "system":
             existing = shaped[0]["content"]
             shaped[0]["content"] = f"{existing}\n\n{block}" if existing else block
