@@ -503,6 +503,30 @@ def test_a_resumed_run_keeps_finished_cases_and_reruns_the_rest(serve_app: Any, 
     assert summary["run"]["resumed"].startswith("1 cases per mode kept")
 
 
+def test_bfcl_report_combines_runs_counting_each_finished_case_once(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    stopped = _result("irrelevance", "free", True).model_copy(update={"id": "irrelevance_stopped"})
+    first.write_text("".join(r.model_dump_json() + "\n" for r in [stopped, *_RESULTS[:4]]))
+    again = _result("simple_python", "react", False, "value_error:others")  # a case already in `first`
+    second.write_text("".join(r.model_dump_json() + "\n" for r in [again, *_RESULTS[4:]]))
+    app = typer.Typer()
+    app.add_typer(bfcl_app)
+    outcome = CliRunner().invoke(
+        app, ["bfcl-report", str(first), str(second), "-o", str(tmp_path / "out"), "--title", "t"]
+    )
+    assert outcome.exit_code == 0, outcome.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["categories"] == ["simple_python", "irrelevance"]  # BFCL's order, not the files'
+    assert summary["run"]["cases per mode"] == 2
+    assert summary["accuracy"]["simple_python"]["react"]["correct"] == 1  # the first file's answer
+    assert summary["accuracy"]["irrelevance"]["free"]["total"] == 1  # the stopped case is left out
+    assert (tmp_path / "out" / "bfcl.png").exists()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    refused = CliRunner().invoke(app, ["bfcl-report", str(empty), "-o", str(tmp_path / "none")])
+    assert refused.exit_code == 1 and "no case finished in every mode" in refused.output
+
+
 def test_cli_refuses_an_unknown_category_with_a_clear_message(tmp_path: Path) -> None:
     app = typer.Typer()
     app.add_typer(bfcl_app)

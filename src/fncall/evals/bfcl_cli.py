@@ -36,7 +36,11 @@ def bfcl(
     ] = None,
     modes: Annotated[
         list[str] | None,
-        typer.Option("--mode", "-m", help="free, constrained or react (repeat it); default: all three."),
+        typer.Option(
+            "--mode",
+            "-m",
+            help="free, constrained, react or react_constrained (repeat it); default: the first three.",
+        ),
     ] = None,
     sample_size: Annotated[
         int, typer.Option("--sample-size", "-n", min=0, help="Cases per category (0: every case).")
@@ -58,11 +62,11 @@ def bfcl(
 ) -> None:
     """Run BFCL's single-turn categories and write results.jsonl, summary.json, report.md and bfcl.png."""
     from fncall.errors import FncallError
-    from fncall.evals.bfcl import DEFAULT_CATEGORIES, MODES, check_categories, check_modes
+    from fncall.evals.bfcl import DEFAULT_CATEGORIES, DEFAULT_MODES, check_categories, check_modes
 
     try:
         chosen_categories = check_categories(categories or list(DEFAULT_CATEGORIES))
-        chosen_modes = check_modes(modes or list(MODES))
+        chosen_modes = check_modes(modes or list(DEFAULT_MODES))
         summary_text = asyncio.run(
             _run(
                 llm,
@@ -81,6 +85,37 @@ def bfcl(
         raise typer.Exit(code=1) from error
     _console.print(Markdown(summary_text))
     _console.print(f"Results, summary, report and chart are in {output_dir}/")
+
+
+@bfcl_app.command("bfcl-report")
+def bfcl_report(
+    results_files: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True, dir_okay=False, help="results.jsonl files of BFCL runs (a run's or a copy of it)."
+        ),
+    ],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Where summary.json, report.md and bfcl.png go.")
+    ] = Path("bfcl-results"),
+    title: Annotated[str, typer.Option(help="The chart's title.")] = "BFCL accuracy",
+) -> None:
+    """Combine the results of several BFCL runs (each with its own categories) into one report and chart,
+    without running the model: the cases every run finished in all its modes, each counted once."""
+    from fncall.evals.bfcl import combined_results, markdown_table, write_report
+
+    results = combined_results(results_files)
+    if not results:
+        _err_console.print("[bold red]error:[/] the results files hold no case finished in every mode.")
+        raise typer.Exit(code=1)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    run = {
+        "combined from": ", ".join(str(path) for path in results_files),
+        "cases per mode": len({(result.category, result.id) for result in results}),
+    }
+    summary = write_report(results, output_dir, run, title=title)
+    _console.print(Markdown(markdown_table(summary)))
+    _console.print(f"Summary, report and chart are in {output_dir}/")
 
 
 async def _run(

@@ -28,6 +28,7 @@ from fncall.evals.bfcl.report import (
     SUMMARY_FILE,
     Summary,
     append_result,
+    combined_results,
     finished_results,
     markdown_error_table,
     markdown_report,
@@ -37,7 +38,16 @@ from fncall.evals.bfcl.report import (
     write_chart,
     write_report,
 )
-from fncall.evals.bfcl.runner import MODES, CaseResult, Mode, check_modes, mode_params, run_case, run_cases
+from fncall.evals.bfcl.runner import (
+    DEFAULT_MODES,
+    MODES,
+    CaseResult,
+    Mode,
+    check_modes,
+    mode_params,
+    run_case,
+    run_cases,
+)
 from fncall.evals.bfcl.scoring import CaseScore, decode_calls, score_case
 from fncall.evals.bfcl.serving import Target, open_target
 
@@ -46,6 +56,7 @@ __all__ = [
     "BFCL_EVAL_VERSION",
     "CHART_FILE",
     "DEFAULT_CATEGORIES",
+    "DEFAULT_MODES",
     "INSTALL_HINT",
     "IRRELEVANCE_CATEGORIES",
     "JSON_SCHEMA_TYPES",
@@ -66,6 +77,7 @@ __all__ = [
     "bfcl_package",
     "check_categories",
     "check_modes",
+    "combined_results",
     "decode_calls",
     "expectation_of",
     "finished_results",

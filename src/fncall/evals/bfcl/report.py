@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fncall.evals.bfcl.data import SINGLE_TURN_CATEGORIES
 from fncall.evals.bfcl.runner import LLM_FAILURE_ERROR, CaseResult
 
 RESULTS_FILE = "results.jsonl"
@@ -119,6 +120,21 @@ def finished_results(path: Path, modes: Sequence[str]) -> list[CaseResult]:
     return [result for result in results if seen[(result.category, result.id)] == len(modes)]
 
 
+def combined_results(paths: Sequence[Path]) -> list[CaseResult]:
+    """Several runs' JSON Lines files as one sample, in BFCL's order of categories: a case and mode seen twice
+    counts once (the first file's answer), and a case some mode lacks (a stopped run's last case) is left out
+    of every mode."""
+    results: dict[tuple[str, str, str], CaseResult] = {}
+    for path in paths:
+        for result in read_results(path):
+            results.setdefault((result.category, result.id, result.mode), result)
+    modes = {result.mode for result in results.values()}
+    seen = Counter((result.category, result.id) for result in results.values())
+    finished = [result for result in results.values() if seen[(result.category, result.id)] == len(modes)]
+    order = {category: index for index, category in enumerate(SINGLE_TURN_CATEGORIES)}
+    return sorted(finished, key=lambda result: order.get(result.category, len(order)))
+
+
 def markdown_table(summary: Summary) -> str:
     """Accuracy per category (rows) and mode (columns) as `0.750 (6/8)`, then median latency per mode."""
     header = ["category", *summary.modes]
@@ -186,13 +202,16 @@ def write_chart(summary: Summary, path: Path, title: str = "BFCL accuracy") -> N
     plt.close(figure)
 
 
-def write_report(results: Sequence[CaseResult], output_dir: Path, run: dict[str, Any]) -> Summary:
+def write_report(
+    results: Sequence[CaseResult], output_dir: Path, run: dict[str, Any], title: str | None = None
+) -> Summary:
     """Write summary.json, report.md and the chart next to the results; returns the summary."""
     summary = summarise(results)
     payload = {"run": run, **summary.to_json()}
     (output_dir / SUMMARY_FILE).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     (output_dir / REPORT_FILE).write_text(markdown_report(summary, run))
-    write_chart(summary, output_dir / CHART_FILE, title=f"BFCL accuracy: {run.get('model', 'model')}")
+    chart_title = title or f"BFCL accuracy: {run.get('model', 'model')}"
+    write_chart(summary, output_dir / CHART_FILE, title=chart_title)
     return summary
 
 
