@@ -319,9 +319,11 @@ async def test_max_steps_ends_with_a_summary_request_without_tools() -> None:
 
 
 async def test_loop_detection_applies_to_react_actions() -> None:
-    llm = Scripted([ACTION, ACTION, ACTION, ACTION, "Summary: the rate is 1.5."])
+    # Each repeat is first asked once more for the Final Answer alone (an ACTION again here): 7 replies.
+    llm = Scripted([*[ACTION] * 7, "Summary: the rate is 1.5."])
     result = await run_react(make_agent(llm, loop_limit=3), QUESTION)
     assert result.outcome == "loop_detected"
+    assert len(llm.requests) == 8
     contents = [r.content for r in result.tool_results()]
     assert contents[:2] == ["1.5", "1.5"]
     assert contents[2].startswith("Not executed: you already made this exact call (get_rate")
@@ -329,6 +331,20 @@ async def test_loop_detection_applies_to_react_actions() -> None:
     assert result.final_answer.endswith(
         "Here's a summary of the steps completed so far: Summary: the rate is 1.5."
     )
+
+
+async def test_a_repeated_answered_action_is_asked_once_more_for_the_final_answer() -> None:
+    llm = Scripted([ACTION, ACTION, "Thought: I know it now\nFinal Answer: One US dollar buys 1.5 CAD."])
+    llm.reads_grammar = True  # as the local engine: the re-ask is constrained to a Final Answer
+    result = await run_react(make_agent(llm), QUESTION)
+    assert result.outcome == "answered"
+    assert result.final_answer == "One US dollar buys 1.5 CAD."
+    assert [call.name for call in result.tool_calls()] == ["get_rate"]  # the repeat never ran
+    retry = llm.requests[2]
+    assert retry.params.grammar == react_grammar([])
+    assert _gbnf_rules(react_grammar([]))["root"] == "thought? final"
+    assert retry.messages[0].text == "You answer questions."  # no tools offered for the answer
+    assert retry.messages[-1].text == "Observation: 1.5"
 
 
 async def test_max_tool_calls_applies() -> None:

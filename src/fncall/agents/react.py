@@ -28,6 +28,7 @@ from fncall.agents.runner import Approvals, RunInput, Runner, RunStream, Submitt
 from fncall.agents.state import LLMRequest, RunState, StepCallback
 from fncall.errors import ConfigError
 from fncall.formats.chat.signatures import alternatives, resolved, type_text
+from fncall.llms.answering.tool_turn import call_key
 from fncall.llms.base import LLM, BaseLLM
 from fncall.tools import ToolExecutor
 from fncall.types import (
@@ -757,21 +758,24 @@ def _observation(message: Message, notes: dict[str, str]) -> str:
 def react_grammar(tools: Sequence[ToolSpec], *, required: bool = False) -> str:
     """A GBNF grammar for one ReAct reply: an optional one-line Thought, then a Final Answer, or an Action
     naming one of `tools` followed by an Action Input that fits that tool's parameter schema (only an
-    Action when `required`). Measured on Qwen2.5-Coder-0.5B without it: tool names it invents, several
-    names on the Action line, arguments on the Action line, and the schema itself as the Action Input.
-    Needs llama-cpp-python (`fncall[local]`), whose JSON-schema converter writes the schema rules."""
+    Action when `required`, only a Final Answer without tools). Measured on Qwen2.5-Coder-0.5B without
+    it: tool names it invents, several names or the arguments on the Action line, and the schema itself
+    as the Action Input. Needs llama-cpp-python (`fncall[local]`) for its JSON-schema converter."""
     try:
         from fncall.engine.grammar import GrammarRules, gbnf_literal, parameters_schema
     except ImportError as error:  # pragma: no cover - the local extra is not installed
         raise ConfigError("A constrained ReAct reply needs llama-cpp-python (fncall[local]).") from error
     rules = GrammarRules(())
+    rules.add("thought", '"Thought: " [^\\n]+ "\\n"')
+    rules.add("final", '"Final Answer: " [^\\x00]*')
+    if not tools:
+        rules.add("root", "thought? final")
+        return rules.text()
     actions = []
     for index, spec in enumerate(tools):
         arguments = rules.schema(parameters_schema(spec), f"input{index}")
         actions.append(f'{gbnf_literal(spec.name)} "\\nAction Input: " {arguments}')
     rules.add("action", f'"Action: " ({" | ".join(actions)})')
-    rules.add("thought", '"Thought: " [^\\n]+ "\\n"')
-    rules.add("final", '"Final Answer: " [^\\x00]*')
     rules.add("root", "thought? action" if required else "thought? (action | final)")
     return rules.text()
 
@@ -824,6 +828,16 @@ class ReactProtocolLLM(BaseLLM):
         if completion.message.tool_calls:  # a backend that called a tool natively anyway: take it as is
             return completion
         message = self._message(completion, offered)
+        if _repeats_an_answered_call(message, messages):
+            # Measured on Qwen2.5-Coder-0.5B: after an Observation it repeats the same Action until the
+            # loop detector stops the run. It already has that result: ask for the Final Answer alone.
+            update["grammar"] = react_grammar([]) if self.constrained else None
+            answer_prompt = render_react_messages(messages, [], "none", self.notes)
+            retry = await self.inner.complete(answer_prompt, [], "none", base.model_copy(update=update))
+            step = parse_react_reply(retry.message.text, [])
+            if step.kind == "final" and step.answer:  # else the repeat stands, and loop detection sees it
+                completion = retry
+                message = Message(role="assistant", content=step.answer, reasoning=step.thought)
         finish = "tool_calls" if message.tool_calls else "stop"
         return completion.model_copy(update={"message": message, "finish_reason": finish})
 
@@ -849,6 +863,23 @@ class ReactProtocolLLM(BaseLLM):
             problem += " It was cut off by the token limit: keep the reply shorter."
         call = ToolCall(name=FORMAT_ERROR_TOOL, arguments={"reply": text, "problem": problem})
         return Message(role="assistant", tool_calls=[call], reasoning=step.thought)
+
+
+def _repeats_an_answered_call(message: Message, messages: Sequence[Message]) -> bool:
+    """Whether the reply's action is a call the transcript already holds a successful result for."""
+    if not message.tool_calls:
+        return False
+    answered = {
+        message.tool_call_id for message in messages if message.role == "tool" and not message.is_error
+    }
+    earlier = [
+        call_key(call)
+        for earlier in messages
+        if earlier.role == "assistant"
+        for call in earlier.tool_calls
+        if call.id in answered
+    ]
+    return any(call_key(call) in earlier for call in message.tool_calls)
 
 
 def _offered(tools: Sequence[ToolSpec], tool_choice: ToolChoice) -> list[ToolSpec]:
