@@ -223,7 +223,7 @@ def plan_constraint(
     tools = tuple(tools)
     if grammar is not None:
         if tools and tool_choice != "none":
-            raise InvalidRequestError("send either grammar or tools, not both", "grammar")
+            raise InvalidRequestError("send either grammar or tools, not both", param="grammar")
         if response_format and response_format.get("type") != "text":
             raise InvalidRequestError("send either grammar or response_format, not both", param="grammar")
         constraint = GrammarConstraint(gbnf=grammar, param="grammar")

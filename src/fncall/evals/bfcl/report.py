@@ -115,9 +115,7 @@ def read_results(path: Path) -> list[CaseResult]:
 def finished_results(path: Path, modes: Sequence[str]) -> list[CaseResult]:
     """The results of a JSON Lines file for the cases it holds in every one of `modes`: what a resumed run
     keeps (the case a stopped run was in the middle of runs again in all modes)."""
-    results = [result for result in read_results(path) if result.mode in modes]
-    seen = Counter((result.category, result.id) for result in results)
-    return [result for result in results if seen[(result.category, result.id)] == len(modes)]
+    return _in_every_mode([result for result in read_results(path) if result.mode in modes], len(modes))
 
 
 def combined_results(paths: Sequence[Path]) -> list[CaseResult]:
@@ -128,11 +126,15 @@ def combined_results(paths: Sequence[Path]) -> list[CaseResult]:
     for path in paths:
         for result in read_results(path):
             results.setdefault((result.category, result.id, result.mode), result)
-    modes = {result.mode for result in results.values()}
-    seen = Counter((result.category, result.id) for result in results.values())
-    finished = [result for result in results.values() if seen[(result.category, result.id)] == len(modes)]
+    finished = _in_every_mode(list(results.values()), len({result.mode for result in results.values()}))
     order = {category: index for index, category in enumerate(SINGLE_TURN_CATEGORIES)}
     return sorted(finished, key=lambda result: order.get(result.category, len(order)))
+
+
+def _in_every_mode(results: Sequence[CaseResult], mode_count: int) -> list[CaseResult]:
+    """The results of the cases answered in `mode_count` modes (each case and mode once in `results`)."""
+    seen = Counter((result.category, result.id) for result in results)
+    return [result for result in results if seen[(result.category, result.id)] == mode_count]
 
 
 def markdown_table(summary: Summary) -> str:

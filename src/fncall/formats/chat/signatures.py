@@ -45,12 +45,8 @@ def type_text(schema: Any, root: Mapping[str, Any] | None = None) -> str:
         item = type_text(schema.get("items", {}), root)
         return f"({item})[]" if " | " in item else f"{item}[]"
     if kind == "object" or "properties" in schema:
-        properties = schema.get("properties")
-        if not isinstance(properties, dict) or not properties:
-            return "object"
-        required = set(schema.get("required", ()))
-        fields = (_parameter(name, sub, name in required, root) for name, sub in properties.items())
-        return "{" + ", ".join(fields) + "}"
+        fields = _fields(schema, root)
+        return "{" + fields + "}" if fields else "object"
     return kind if isinstance(kind, str) else "any"
 
 
@@ -80,14 +76,25 @@ def alternatives(schema: Mapping[str, Any]) -> list[Any] | None:
 
 def _tool_signature(tool: ToolSpec) -> str:
     root = tool.parameters
-    properties = root.get("properties") or {}
-    required = set(root.get("required", ()))
-    parameters = ", ".join(_parameter(name, sub, name in required, root) for name, sub in properties.items())
-    line = f"{tool.name}({parameters})"
+    line = f"{tool.name}({_fields(root, root)})"
     if tool.description:
         line += f": {_one_line(tool.description)}"
-    notes = [f"  {path}: {text}" for path, text in _descriptions(properties, root)]
+    notes = [f"  {path}: {text}" for path, text in _descriptions(_properties(root), root)]
     return "\n".join([line, *notes])
+
+
+def _fields(schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
+    """An object schema's properties as `name: type` pairs, `name?` for the optional ones."""
+    required = schema.get("required")
+    required_names = set(required) if isinstance(required, list) else set()
+    return ", ".join(
+        _parameter(name, sub, name in required_names, root) for name, sub in _properties(schema).items()
+    )
+
+
+def _properties(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    properties = schema.get("properties")
+    return properties if isinstance(properties, dict) else {}
 
 
 def _parameter(name: str, schema: Any, required: bool, root: Mapping[str, Any]) -> str:
