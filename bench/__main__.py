@@ -1,6 +1,6 @@
 """`python -m bench [NAME ...] [--quick]`: run the benchmarks and write docs/benchmarks.md and its charts.
 
-With no names it runs all five in order; with names, only those, and the report keeps the other sections
+With no names it runs all six in order; with names, only those, and the report keeps the other sections
 from their last run (bench/results/*.json).
 """
 
@@ -11,12 +11,13 @@ import sys
 import time
 from types import ModuleType
 
-from bench import agent_overhead, local_serving, memory, service_load, stream_parsing
+from bench import agent_overhead, local_serving, memory, repeated_tools, service_load, stream_parsing
 from bench.context import BenchContext
 from bench.report import REPORT_PATH, load_sections, machine_info, render_report, save_section
 
 BENCHMARKS: dict[str, ModuleType] = {
-    module.NAME: module for module in (agent_overhead, stream_parsing, local_serving, service_load, memory)
+    module.NAME: module
+    for module in (agent_overhead, stream_parsing, local_serving, service_load, memory, repeated_tools)
 }
 
 

@@ -243,6 +243,15 @@ class AgentRunTiming:
     completion_tokens: list[int]
 
 
+def tool_exchange(call_id: str, name: str, arguments: dict[str, Any], result: Any) -> list[dict[str, Any]]:
+    """The messages a client appends after a tool round: the assistant's call and the tool's result."""
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+    return [
+        {"role": "assistant", "content": "", "tool_calls": [call]},  # llama_cpp.server rejects null content
+        {"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)},
+    ]
+
+
 def agent_run(base_url: str) -> AgentRunTiming:
     """The 4-step conversation against one server: each step sends everything so far with the 6 tools;
     after steps 1-3 the client appends the scripted call and its result (the same for every server, so
@@ -272,21 +281,7 @@ def agent_run(base_url: str) -> AgentRunTiming:
         completions.append(response.usage.completion_tokens if response.usage else 0)
         if step < len(AGENT_ROUNDS):
             name, arguments, result = AGENT_ROUNDS[step]
-            call_id = f"call_{run_id}_{step}"
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": "",  # llama_cpp.server rejects null content
-                    "tool_calls": [
-                        {
-                            "id": call_id,
-                            "type": "function",
-                            "function": {"name": name, "arguments": json.dumps(arguments)},
-                        }
-                    ],
-                }
-            )
-            messages.append({"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)})
+            messages += tool_exchange(f"call_{run_id}_{step}", name, arguments, result)
     client.close()
     return AgentRunTiming(time.perf_counter() - started, steps, prompts, completions)
 

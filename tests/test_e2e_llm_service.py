@@ -88,6 +88,30 @@ def test_seed_query_gives_the_convert_currency_call(client: openai.OpenAI) -> No
     assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
 
 
+def test_the_next_question_over_the_same_tools_reuses_their_prefix_after_an_answer(
+    client: openai.OpenAI,
+) -> None:
+    system = {"role": "system", "content": "You are the exchange desk of a bank. Use the tools; never guess."}
+    first = [system, *_user()]
+    reply = client.chat.completions.create(model="m", messages=first, tools=[CONVERT, NEWS], seed=3)
+    call = reply.choices[0].message.tool_calls[0]
+    result = {"from": "USD", "to": "CAD", "converted_amount": 57.46}
+    answered = [
+        *first,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)},
+    ]
+    answer = client.chat.completions.create(model="m", messages=answered, tools=[CONVERT, NEWS], seed=3)
+    assert "57.46" in (answer.choices[0].message.content or "")  # a tools-free answer step ran in between
+    question = "What are the latest headlines about RIVN?"
+    again = client.chat.completions.create(
+        model="m", messages=[system, *_user(question)], tools=[CONVERT, NEWS], seed=3
+    )
+    cached = again.usage.prompt_tokens_details.cached_tokens
+    # everything up to the new question came from the snapshot taken before the answer step
+    assert again.usage.prompt_tokens - 30 <= cached < again.usage.prompt_tokens
+
+
 def test_streamed_call_matches_the_non_streamed_one(client: openai.OpenAI) -> None:
     whole = client.chat.completions.create(model="m", messages=_user(), tools=[CONVERT], seed=7)
     chunks = list(

@@ -197,3 +197,71 @@ def test_banned_tokens_are_never_sampled(small_model: LocalModel) -> None:
     banned = small_model.generation(PROMPT, SamplingSettings(max_tokens=6, banned_tokens=(first_token,)))
     tokens = [piece.token for piece in banned]
     assert first_token not in tokens
+
+
+# ------------------------------------------------------------------------- prefix snapshots
+
+
+def _system(topic: str) -> str:
+    facts = " ".join(f"Rule {n}: answer questions about {topic} briefly and politely." for n in range(14))
+    return f"<|im_start|>system\n{facts}<|im_end|>\n"
+
+
+def _ask(system: str, question: str) -> str:
+    return f"{system}<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def _run(model: LocalModel, prompt: str):
+    generation = model.generation(prompt, SamplingSettings(max_tokens=8))
+    list(generation)
+    return generation
+
+
+@pytest.fixture
+def fresh_small_model():
+    from fncall.engine.models import resolve
+
+    def load(prefix_cache_bytes: int) -> LocalModel:
+        try:
+            return LocalModel(resolve("smollm2-135m"), n_ctx=2048, prefix_cache_bytes=prefix_cache_bytes)
+        except ConfigError as error:
+            pytest.skip(str(error))
+
+    loaded: list[LocalModel] = []
+    yield lambda size: loaded.append(load(size)) or loaded[-1]
+    for model in loaded:
+        model.close()
+
+
+@pytest.mark.model
+def test_a_prompt_sharing_an_earlier_prefix_restores_its_snapshot(fresh_small_model) -> None:
+    cached, plain = fresh_small_model(64 << 20), fresh_small_model(0)
+    system = _system("currencies")
+    prefix = len(cached.tokenize(system))
+    assert prefix >= 128  # long enough to be kept
+    _run(cached, _ask(system, "How much is 42 USD in CAD?"))
+    _run(cached, _ask("<|im_start|>system\nBe brief.<|im_end|>\n", "The tool said 131.95. Answer."))
+    follow = _run(cached, _ask(system, "And 10 EUR in JPY?"))
+    assert follow.restored_tokens == follow.reused_tokens >= prefix
+    assert follow.evaluated_tokens == follow.prompt_tokens - follow.reused_tokens
+    assert cached.counters.prefix_restores == 1
+    assert follow.text == _run(plain, _ask(system, "And 10 EUR in JPY?")).text  # same output as from scratch
+    assert plain.counters.prefix_restores == 0
+
+
+@pytest.mark.model
+def test_prefix_snapshots_stay_within_their_memory_and_skip_short_prompts(fresh_small_model) -> None:
+    probe = fresh_small_model(64 << 20)
+    _run(probe, _ask(_system("weather"), "Rain in Oslo?"))
+    _run(probe, "<|im_start|>user\nHi<|im_end|>\n")  # cuts the long sequence: it is kept...
+    _run(probe, "<|im_start|>user\nHello<|im_end|>\n")  # ...but a short one is not worth keeping
+    one_snapshot = probe._prefix_cache.bytes
+    assert len(probe._prefix_cache) == 1 and one_snapshot > 0
+
+    model = fresh_small_model(one_snapshot * 3 // 2)  # room for one such snapshot, not two
+    for topic in ("weather", "stocks", "flights"):
+        _run(model, _ask(_system(topic), "Anything new?"))
+    assert len(model._prefix_cache) == 1 and model._prefix_cache.bytes <= one_snapshot * 3 // 2
+    # the latest cut sequence is kept (and not evicted by keeping the current one), the oldest is gone
+    assert _run(model, _ask(_system("stocks"), "NVDA?")).restored_tokens >= 128
+    assert _run(model, _ask(_system("weather"), "Rain in Oslo?")).restored_tokens == 0

@@ -157,8 +157,12 @@ class GenerationParams(_Model):
 
 
 class Usage(_Model):
+    """Token counts. `cached_prompt_tokens`: how many of the prompt tokens came from a cache instead of
+    being evaluated (OpenAI's `prompt_tokens_details.cached_tokens`)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -168,6 +172,7 @@ class Usage(_Model):
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
+            cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
         )
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 import llama_cpp
 import numpy as np
 
+from fncall.engine.prefix_cache import PrefixCache, common_prefix_length
 from fncall.errors import ConfigError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 
 GenerationFinish = Literal["stop", "length", "cancelled"]
 _TEMPLATE_KEY = "tokenizer.chat_template"
+DEFAULT_PREFIX_CACHE_BYTES = 128 * 1024 * 1024
+_WORTH_RESTORING = 32
+"""Tokens a snapshot must hold beyond what the context holds to be restored (a restore costs a few ms,
+about what evaluating this many tokens costs)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class EngineCounters:
     prompt_tokens_evaluated: int = 0
     prompt_tokens_reused: int = 0
     completion_tokens: int = 0
+    prefix_restores: int = 0
 
 
 @dataclass
@@ -83,6 +89,7 @@ class Generation:
     cancel: threading.Event = field(default_factory=threading.Event)
     finish_reason: GenerationFinish | None = None
     reused_tokens: int = 0
+    restored_tokens: int = 0
     evaluated_tokens: int = 0
     completion_tokens: int = 0
     text: str = ""
@@ -97,7 +104,11 @@ class Generation:
 
 
 class LocalModel:
-    """A GGUF model loaded once: tokenizer, chat template and format from its metadata, generation."""
+    """A GGUF model loaded once: tokenizer, chat template and format from its metadata, generation.
+
+    `prefix_cache_bytes`: memory for KV snapshots of earlier sequences (0 turns them off), so a prompt
+    that shares its system text and tools with an earlier request, not only the last one, skips them.
+    """
 
     def __init__(
         self,
@@ -107,6 +118,7 @@ class LocalModel:
         n_threads: int | None = None,
         chat_format: str | None = None,
         name: str | None = None,
+        prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -135,6 +147,7 @@ class LocalModel:
         self._add_bos = metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
         self._chat_format_name = chat_format
         self._candidates = _CandidateBuffer(self.n_vocab)
+        self._prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self._token_scans: dict[tuple[str, ...], tuple[int, ...]] = {}
         self._chat_format: ChatFormat | None = None
         self._chat_template: ChatTemplate | None = None
@@ -266,10 +279,13 @@ class LocalModel:
             self.counters.completion_tokens += job.completion_tokens
 
     def _evaluate_prompt(self, job: Generation) -> None:
-        """Evaluate only the part of the prompt the KV cache does not already hold."""
+        """Evaluate only the part of the prompt the KV cache does not already hold, starting from a
+        snapshot of an earlier sequence when that holds more of it."""
         llama = self._llama
         cached = llama.input_ids[: llama.n_tokens]
-        reuse = _common_prefix_length(cached, job.prompt)
+        reuse = common_prefix_length(cached, job.prompt)
+        if self._prefix_cache is not None:
+            reuse = self._reuse_snapshot(job, cached.tolist(), reuse)
         if reuse == len(job.prompt):
             reuse -= 1  # the last prompt token must be evaluated again to get fresh logits
         if reuse < llama.n_tokens:
@@ -281,6 +297,27 @@ class LocalModel:
         self.counters.requests += 1
         self.counters.prompt_tokens_reused += reuse
         self.counters.prompt_tokens_evaluated += job.evaluated_tokens
+
+    def _reuse_snapshot(self, job: Generation, cached: list[int], reuse: int) -> int:
+        """Keep the sequence this prompt is about to cut, and restore the snapshot that shares more of the
+        prompt than the context does; returns how much of the prompt the context now holds."""
+        cache, ctx = self._prefix_cache, self._llama._ctx.ctx
+        assert cache is not None
+        length, key = cache.best(job.prompt)
+        if length <= reuse + _WORTH_RESTORING:
+            key = None
+        if reuse < len(cached):
+            cache.save(ctx, cached, keep=key)
+        if key is None:
+            return reuse
+        if not cache.restore(ctx, key):
+            self._llama.n_tokens = 0
+            return 0
+        self._llama.input_ids[: len(key)] = key
+        self._llama.n_tokens = len(key)
+        job.restored_tokens = length
+        self.counters.prefix_restores += 1
+        return length
 
     def close(self) -> None:
         self._llama.close()
@@ -294,15 +331,6 @@ def _available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _common_prefix_length(cached: Sequence[int], tokens: Sequence[int]) -> int:
-    length = 0
-    for left, right in zip(cached, tokens, strict=False):
-        if left != right:
-            break
-        length += 1
-    return length
 
 
 class _StopMatcher:

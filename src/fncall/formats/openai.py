@@ -427,12 +427,16 @@ def completion_to_response(completion: Completion, *, model: str, request_id: st
     }
 
 
-def usage_to_wire(usage: Usage) -> dict[str, int]:
-    return {
+def usage_to_wire(usage: Usage) -> dict[str, Any]:
+    """OpenAI's usage object; `prompt_tokens_details` only when the backend served tokens from a cache."""
+    wire: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.cached_prompt_tokens:
+        wire["prompt_tokens_details"] = {"cached_tokens": usage.cached_prompt_tokens}
+    return wire
 
 
 def _wire_finish_reason(completion: Completion, *, has_calls: bool) -> str:
@@ -488,9 +492,11 @@ def _error_message(error: Any) -> str:
 def _usage_from_wire(usage: dict[str, Any] | None) -> Usage:
     if not usage:
         return Usage()
+    details = usage.get("prompt_tokens_details") or {}
     return Usage(
         prompt_tokens=usage.get("prompt_tokens") or 0,
         completion_tokens=usage.get("completion_tokens") or 0,
+        cached_prompt_tokens=(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
     )
 
 
@@ -614,7 +620,7 @@ class ChunkEncoder:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return self._envelope([choice])
 
-    def _envelope(self, choices: list[dict], usage: dict[str, int] | None = None) -> dict:
+    def _envelope(self, choices: list[dict], usage: dict[str, Any] | None = None) -> dict:
         chunk: dict[str, Any] = {
             "id": self.request_id,
             "object": "chat.completion.chunk",

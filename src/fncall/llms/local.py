@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fncall.engine.grammar import ConstraintPlan, call_grammar, opener_for_trigger, plan_constraint
-from fncall.engine.model import Generation, LocalModel, SamplingSettings
+from fncall.engine.model import DEFAULT_PREFIX_CACHE_BYTES, Generation, LocalModel, SamplingSettings
 from fncall.engine.models import MODELS, resolve
 from fncall.engine.queue import GenerationQueue
 from fncall.errors import ConfigError
@@ -64,7 +64,7 @@ class _Engine:
     queue: GenerationQueue
 
 
-_engines: dict[tuple[str, int, str | None, int | None], _Engine] = {}
+_engines: dict[tuple[str, int, str | None, int | None, int], _Engine] = {}
 _engines_lock = threading.Lock()
 
 
@@ -75,15 +75,23 @@ def load_engine(
     chat_format: str | None = None,
     n_threads: int | None = None,
     max_waiting: int = 16,
+    prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
 ) -> tuple[LocalModel, GenerationQueue]:
     """The process-wide model and queue for these settings, loaded on first use."""
     path = resolve(model)
-    key = (str(path.resolve()), n_ctx, chat_format, n_threads)
+    key = (str(path.resolve()), n_ctx, chat_format, n_threads, prefix_cache_bytes)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
             name = model if model in MODELS else (model and Path(model).stem) or resolve_alias(path)
-            loaded = LocalModel(path, n_ctx=n_ctx, n_threads=n_threads, chat_format=chat_format, name=name)
+            loaded = LocalModel(
+                path,
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                chat_format=chat_format,
+                name=name,
+                prefix_cache_bytes=prefix_cache_bytes,
+            )
             engine = _Engine(loaded, GenerationQueue(max_waiting=max_waiting))
             _engines[key] = engine
     return engine.model, engine.queue
@@ -147,9 +155,16 @@ class LocalLLM(BaseLLM):
         default_temperature: float = 0.0,
         answer_policy: AnswerPolicy | bool = True,
         compact_tools: bool = False,
+        prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
     ) -> LocalLLM:
         """A backend over `model` (None: the default alias, an alias, a GGUF path), loaded once a process."""
-        local_model, queue = load_engine(model, n_ctx=n_ctx, chat_format=chat_format, n_threads=n_threads)
+        local_model, queue = load_engine(
+            model,
+            n_ctx=n_ctx,
+            chat_format=chat_format,
+            n_threads=n_threads,
+            prefix_cache_bytes=prefix_cache_bytes,
+        )
         return cls(
             local_model,
             queue,
@@ -234,6 +249,7 @@ class LocalLLM(BaseLLM):
         usage = Usage(
             prompt_tokens=first.prompt_tokens,
             completion_tokens=outcome.completion_tokens if outcome else first.completion_tokens,
+            cached_prompt_tokens=first.reused_tokens,
         )
         yield FinishEvent(
             completion=Completion(
@@ -326,7 +342,8 @@ def _finish_reason(message: Message, outcome: _Outcome | None) -> FinishReason:
 
 def from_spec(rest: str) -> LocalLLM:
     """`local:`, `local:ALIAS`, `local:/path/model.gguf`, each with optional `?n_ctx=4096&format=hermes`
-    (also `threads`, `constrain_auto`, `temperature`, `answer_policy=on|off`, `compact_tools=on|off`)."""
+    (also `threads`, `constrain_auto`, `temperature`, `answer_policy=on|off`, `compact_tools=on|off`,
+    `prefix_cache_mb`: memory for KV snapshots of earlier prompts, 0 turns them off)."""
     target, _, query = rest.strip().partition("?")
     options = {key: values[-1] for key, values in parse_qs(query, keep_blank_values=True).items()}
     unknown = set(options) - set(_SPEC_OPTIONS)
@@ -344,6 +361,7 @@ def from_spec(rest: str) -> LocalLLM:
         default_temperature=float(options.get("temperature", "0")),
         answer_policy=_switch_option(options, "answer_policy", True),
         compact_tools=_switch_option(options, "compact_tools", False),
+        prefix_cache_bytes=_int_option(options, "prefix_cache_mb", DEFAULT_PREFIX_CACHE_BYTES >> 20) << 20,
     )
 
 
@@ -355,6 +373,7 @@ _SPEC_OPTIONS = (
     "temperature",
     "answer_policy",
     "compact_tools",
+    "prefix_cache_mb",
 )
 _ON = ("1", "true", "yes", "on")
 _OFF = ("0", "false", "no", "off")
