@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -178,6 +179,27 @@ def models_fetch(
         except FncallError as exc:
             raise _fail(str(exc)) from exc
         console.print(f"{alias}: {path}")
+
+
+@models_app.command("quantize")
+def models_quantize(
+    source: Annotated[str, typer.Argument(help="A catalogued alias or a GGUF path.")],
+    target: Annotated[Path, typer.Argument(help="Where to write the re-quantized GGUF.")],
+    kind: Annotated[str, typer.Option("--type", help="Quantization, e.g. iq4_nl, q4_0, q8_0.")],
+    output_type: Annotated[
+        str | None, typer.Option(help="Type of the output (logits) tensor too, e.g. iq4_nl.")
+    ] = None,
+) -> None:
+    """Re-quantize a model with llama.cpp's quantizer (faster CPU kernels; see docs/latency.md)."""
+    from fncall.engine.models import resolve
+    from fncall.engine.quantize import quantize
+    from fncall.errors import FncallError
+
+    try:
+        written = quantize(resolve(source), target, kind, output_type=output_type)
+    except FncallError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"{written} ({written.stat().st_size / 1e6:.0f} MB)")
 
 
 @app.command("serve-llm")
