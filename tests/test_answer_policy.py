@@ -831,6 +831,62 @@ async def test_a_prose_answer_to_a_question_that_names_a_tool_becomes_a_forced_c
     assert not [event for event in events if isinstance(event, TextDeltaEvent)]  # the prose never left
 
 
+async def test_prose_that_describes_a_call_by_the_tools_name_becomes_that_call() -> None:
+    call = ToolCall(name="get_weather", arguments={"city": "Lisbon"})
+    completion, _, backend = await _run(
+        ["To find out, you can call the `get_weather` function with the city.", _calls(call)],
+        [Message.user("Is it raining in Lisbon?")],
+        [WEATHER, CONVERT],
+    )
+    assert completion.message.tool_calls == [call]
+    assert backend.requests[1].tools == [WEATHER]
+    assert backend.requests[1].tool_choice == {"name": "get_weather"}
+    assert completion.message.text.startswith("To find out")  # already streamed: kept beside the call
+
+
+async def test_a_described_call_is_still_checked_and_dropped_when_it_is_a_guess() -> None:
+    guess = ToolCall(name="convert_currency", arguments={"from_currency": "EUR", "to_currency": "GBP"})
+    completion, _, backend = await _run(
+        ["I could use convert_currency, but a haiku needs no tool: Autumn leaves fall.", _calls(guess)],
+        [Message.user("Write a haiku about autumn.")],
+        [WEATHER, CONVERT],
+    )
+    assert completion.message.tool_calls == []
+    assert completion.message.text.startswith("I could use convert_currency")
+    assert len(backend.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("Call the `get_weather` function.", "get_weather"),
+        ("Use get_weather with the city.", "get_weather"),  # an identifier by its underscore
+        ("Use 'weather' for that.", "weather"),  # a plain word counts only when quoted
+        ("The weather is fine today.", None),
+        ("Call get_weather or convert_currency.", None),  # two tools named: no guess at which
+        ("See the get_weather_v2 docs.", None),  # a longer identifier is not the tool's name
+    ],
+)
+def test_described_tool_reads_names_written_as_identifiers(text: str, named: str | None) -> None:
+    from fncall.llms.answering.first_turn import described_tool
+
+    plain = ToolSpec(name="weather", parameters={"type": "object", "properties": {}})
+    found = described_tool(text, [WEATHER, CONVERT, plain])
+    assert (found.name if found else None) == named
+
+
+async def test_every_generation_the_policy_adds_asks_for_the_templates_tool_json() -> None:
+    described = "You can call the `get_weather` function."
+    call = ToolCall(name="get_weather", arguments={"city": "Lisbon"})
+    _, _, backend = await _run(
+        [described, _calls(call)], [Message.user("Is it raining in Lisbon?")], [WEATHER, CONVERT]
+    )
+    assert backend.requests[0].params.compact_tools is None  # the first attempt: the backend's choice
+    assert backend.requests[1].params.compact_tools is False
+    _, _, backend = await _run(["{}", GOOD_ANSWER], SEED_CONVERSATION)
+    assert backend.requests[0].params.compact_tools is False  # a proposal after results
+
+
 async def test_proposals_after_results_are_cut_short() -> None:
     _, _, backend = await _run(["{}", GOOD_ANSWER], SEED_CONVERSATION)
     proposal = backend.requests[0].params

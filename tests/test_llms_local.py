@@ -100,10 +100,11 @@ async def test_constrained_auto_gives_the_same_call(qwen: LocalLLM) -> None:
 
 @pytest.mark.model
 async def test_compact_tools_make_the_same_call_from_a_much_shorter_prompt(qwen: LocalLLM) -> None:
-    compact = LocalLLM(qwen.local_model, qwen.queue, compact_tools=True)
-    assert from_spec("qwen2.5-coder-0.5b?n_ctx=4096&compact_tools=on").compact_tools is True
-    template = await qwen.complete(QUERY, [WEATHER, CONVERT])
-    signatures = await compact.complete(QUERY, [WEATHER, CONVERT])
+    assert qwen.compact_tools is True  # the default
+    assert from_spec("qwen2.5-coder-0.5b?n_ctx=4096&compact_tools=off").compact_tools is False
+    json_tools = LocalLLM(qwen.local_model, qwen.queue, compact_tools=False)
+    template = await json_tools.complete(QUERY, [WEATHER, CONVERT])
+    signatures = await qwen.complete(QUERY, [WEATHER, CONVERT])
     [call] = signatures.message.tool_calls
     _assert_seed_call(call)
     assert signatures.usage.prompt_tokens < 0.75 * template.usage.prompt_tokens
@@ -138,6 +139,7 @@ async def test_stream_and_complete_agree_at_temperature_zero(qwen: LocalLLM) -> 
 @pytest.mark.model
 async def test_second_step_reuses_the_first_steps_prompt(qwen: LocalLLM) -> None:
     model = qwen.local_model
+    qwen = LocalLLM(model, qwen.queue, answer_policy=False)  # one plain generation per step
     first = await qwen.complete(QUERY, [CONVERT], "required")
     call = first.message.tool_calls[0]
     first_prompt = first.usage.prompt_tokens

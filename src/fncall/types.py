@@ -154,6 +154,9 @@ class GenerationParams(_Model):
     constrained: bool | None = None
     # A GBNF grammar the whole reply must match (local engine; llama.cpp's server field of the same name).
     grammar: str | None = None
+    # Offer tools as typed signatures instead of the template's JSON (local engine): None = the backend's
+    # default. The answer policy asks for the template's JSON once results are in play.
+    compact_tools: bool | None = None
 
 
 class Usage(_Model):

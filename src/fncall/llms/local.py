@@ -114,7 +114,9 @@ class LocalLLM(BaseLLM):
     always constrained. `default_temperature` applies when a request sets none (0 = greedy).
     `answer_policy`: how to answer after tool results (True: the default AnswerPolicy, False: the raw
     model, as the evaluation's baseline). `compact_tools`: offer tools as typed signatures instead of the
-    template's JSON (a third to a half fewer prompt tokens; see `fncall.formats.chat.signatures`).
+    template's JSON (a third to a half fewer prompt tokens; see `fncall.formats.chat.signatures`). On by
+    default: on Qwen 0.5B it scored higher on BFCL and on the grounding evaluation, and faster; the answer
+    policy's own extra generations still use the template's JSON.
     """
 
     reads_grammar = True
@@ -129,7 +131,7 @@ class LocalLLM(BaseLLM):
         default_max_tokens: int = 1024,
         call_opener: str = "layout",
         answer_policy: AnswerPolicy | bool = True,
-        compact_tools: bool = False,
+        compact_tools: bool = True,
     ) -> None:
         self.local_model = model
         self.compact_tools = compact_tools
@@ -154,7 +156,7 @@ class LocalLLM(BaseLLM):
         constrain_auto: bool = False,
         default_temperature: float = 0.0,
         answer_policy: AnswerPolicy | bool = True,
-        compact_tools: bool = False,
+        compact_tools: bool = True,
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
     ) -> LocalLLM:
         """A backend over `model` (None: the default alias, an alias, a GGUF path), loaded once a process."""
@@ -217,7 +219,7 @@ class LocalLLM(BaseLLM):
             list(plan.prompt_tools),
             template=self.local_model.chat_template,
             add_generation_prompt=True,
-            compact_tools=self.compact_tools,
+            compact_tools=self.compact_tools if params.compact_tools is None else params.compact_tools,
         )
         first = self.local_model.generation(prompt, self._sampling(params, plan))
         parser = chat_format.stream_parser(list(plan.call_tools))
@@ -360,7 +362,7 @@ def from_spec(rest: str) -> LocalLLM:
         constrain_auto=options.get("constrain_auto", "false").lower() in ("1", "true", "yes"),
         default_temperature=float(options.get("temperature", "0")),
         answer_policy=_switch_option(options, "answer_policy", True),
-        compact_tools=_switch_option(options, "compact_tools", False),
+        compact_tools=_switch_option(options, "compact_tools", True),
         prefix_cache_bytes=_int_option(options, "prefix_cache_mb", DEFAULT_PREFIX_CACHE_BYTES >> 20) << 20,
     )
 

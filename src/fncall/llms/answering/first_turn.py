@@ -103,6 +103,28 @@ def named_tool(question: str, tools: Sequence[ToolSpec]) -> ToolSpec | None:
     return tool_named(tools, scores[0][1])
 
 
+def described_tool(text: str, tools: Sequence[ToolSpec]) -> ToolSpec | None:
+    """The one offered tool a prose reply names as an identifier ("you can call the `track_package`
+    function"): the model described the call instead of making it. A name counts where it is quoted or
+    where it cannot be an ordinary word (an underscore, a dot, a digit, an inner capital)."""
+    named = [
+        tool for tool in tools if any(_as_identifier(text, match) for match in _name_matches(text, tool.name))
+    ]
+    return named[0] if len(named) == 1 else None
+
+
+def _name_matches(text: str, name: str) -> list[re.Match[str]]:
+    return list(re.finditer(r"(?<![\w.])" + re.escape(name) + r"(?![\w])", text)) if name else []
+
+
+def _as_identifier(text: str, match: re.Match[str]) -> bool:
+    name = match.group(0)
+    if re.search(r"[_.\d]|[a-z][A-Z]", name):
+        return True
+    before, after = text[match.start() - 1 : match.start()], text[match.end() : match.end() + 1]
+    return bool(before) and before == after and before in "`'\""
+
+
 def copied_from_schema(value: str | int | float, tool: ToolSpec) -> bool:
     """Whether a value is written in the tool's own description or schema: an example copied as data."""
     text = json.dumps(tool.parameters, ensure_ascii=False) + "\n" + tool.description

@@ -29,7 +29,12 @@ In a first turn (the conversation ends with the user's message), with `auto`:
 - a call none of whose argument values appear in the conversation, to a tool whose name and description
   share no word with the question, is a guess at a question no tool fits: it is dropped and the model
   answers without tools;
-- a prose reply to a question that names one tool by two of its words is replaced by a forced call to it.
+- a prose reply to a question that names one tool by two of its words is replaced by a forced call to it;
+- a prose reply that names one offered tool as an identifier ("call the `track_package` function")
+  becomes a forced call to it, checked like any first call.
+
+Every generation the policy adds to a request offers the tools as the template's JSON, even when the first
+attempt had compact signatures (`_again`).
 
 Stream and complete agree by construction (a backend's complete collects its stream), and the usage of
 the finish event sums every generation the policy ran.
@@ -64,6 +69,7 @@ from fncall.llms.answering.facts import (
 )
 from fncall.llms.answering.first_turn import (
     copied_from_schema,
+    described_tool,
     guessed_values,
     is_grounded,
     mislabelled_values,
@@ -172,7 +178,7 @@ class AnswerPolicy:
                     held.append(event)
         completion = completion or _assembled(held)
         if not completion.message.tool_calls and expected is not None:
-            forced = await _collect(generate(messages, [expected], {"name": expected.name}, params))
+            forced = await _collect(generate(messages, [expected], {"name": expected.name}, _again(params)))
             calls = [without_undeclared_arguments(call, [expected]) for call in forced.message.tool_calls]
             if calls and all(fits_schema(call, [expected]) for call in calls):
                 for event in events_from_completion(
@@ -181,6 +187,14 @@ class AnswerPolicy:
                     yield event
                 return
             completion = completion.model_copy(update={"usage": completion.usage + forced.usage})
+        described = described_tool(completion.message.text, tools) if expected is None else None
+        if not completion.message.tool_calls and described is not None:
+            # the prose described a call: make it, and let the checks below judge it like any first call
+            forced = await _collect(generate(messages, [described], {"name": described.name}, _again(params)))
+            message = Message.assistant(completion.message.text or None, forced.message.tool_calls)
+            completion = forced.model_copy(
+                update={"message": message, "usage": completion.usage + forced.usage}
+            )
         if not completion.message.tool_calls:
             for event in held:
                 yield event
@@ -249,7 +263,7 @@ class AnswerPolicy:
             None,
         )
         if producer is not None:
-            forced = await _collect(generate(messages, [producer], {"name": producer.name}, params))
+            forced = await _collect(generate(messages, [producer], {"name": producer.name}, _again(params)))
             usage += forced.usage
             made = [_cleaned(call, [producer], question) for call in forced.message.tool_calls]
             if made and all(
@@ -267,7 +281,7 @@ class AnswerPolicy:
             offered = _next_offer(offered, guesses)
             if not offered:
                 break
-            retry = await _collect(generate(messages, offered, "auto", params))
+            retry = await _collect(generate(messages, offered, "auto", _again(params)))
             usage += retry.usage
             attempt = [_cleaned(call, offered, question) for call in retry.message.tool_calls]
             if not attempt or not all(fits_schema(call, offered) for call in attempt):
@@ -368,9 +382,13 @@ class AnswerPolicy:
     def _proposal_params(self, params: GenerationParams) -> GenerationParams:
         """Measured on Qwen2.5-Coder-0.5B after a result: it writes the answered call again and again, or a
         dozen calls in a row, until its token budget runs out (8-40 s on 2 cores). Calls past the first
-        were repeats or fan-out, and prose past the answer's length is not an answer: stop there."""
+        were repeats or fan-out, and prose past the answer's length is not an answer: stop there. With
+        tools as compact signatures it echoes the result's JSON instead of making the next call (dependent
+        calls 2/7 in the grounding evaluation); with the template's JSON it calls (see `_again`)."""
         limit = min(params.max_tokens or self.answer_max_tokens, self.answer_max_tokens)
-        return params.model_copy(update={"max_tokens": limit, "max_tool_calls": self.proposal_max_calls})
+        return _again(params).model_copy(
+            update={"max_tokens": limit, "max_tool_calls": self.proposal_max_calls}
+        )
 
     def calls_worth_running(
         self,
@@ -532,6 +550,15 @@ def _policy_applies(tool_choice: ToolChoice, params: GenerationParams) -> bool:
     if params.response_format and params.response_format.get("type") != "text":
         return False
     return tool_choice in ("auto", "none")
+
+
+def _again(params: GenerationParams) -> GenerationParams:
+    """Settings for every generation the policy adds to a request (forced calls, re-asks, proposals): tools
+    in the template's JSON even where the first attempt had compact signatures. Measured on
+    Qwen2.5-Coder-0.5B: offered compact signatures again, it describes the call in prose or echoes a result
+    instead of calling (grounding dependent calls 2/7, against 6/7 with the template's JSON). The price: such
+    a generation shares only the system text with a compact first attempt, so its prompt is evaluated anew."""
+    return params.model_copy(update={"compact_tools": False})
 
 
 async def _collect(events: AsyncIterator[StreamEvent]) -> Completion:
