@@ -116,25 +116,24 @@ def run(context: BenchContext) -> Section:
     return _section(runs, repeats)
 
 
+FIGURES = ("first question (s)", "each later question, median (s)", "whole run (s)")
+
+
+def _samples(timing: RunTiming) -> tuple[float, float, float]:
+    """One run's value of each of FIGURES."""
+    return timing.question_s[0], timing.later_median_s, sum(timing.question_s)
+
+
 def _section(runs: dict[str, list[RunTiming]], repeats: int) -> Section:
     names = list(runs)
-    peer = runs["llama_cpp.server"]
+    # samples[name][figure]: that server's value of the figure in each repeat
+    samples = {name: list(zip(*(_samples(timing) for timing in runs[name]), strict=True)) for name in names}
+    peer = samples["llama_cpp.server"]
     rows = [
-        ["first question (s)"]
-        + [Spread.of([r.question_s[0] for r in runs[n]]).format(2) for n in names]
-        + ["", ""],
-        ["each later question, median (s)"]
-        + [Spread.of([r.later_median_s for r in runs[n]]).format(2) for n in names]
-        + [
-            paired_ratios([r.later_median_s for r in peer], [r.later_median_s for r in runs[n]]).format(2)
-            for n in names[:2]
-        ],
-        ["whole run (s)"]
-        + [Spread.of([sum(r.question_s) for r in runs[n]]).format(2) for n in names]
-        + [
-            paired_ratios([sum(r.question_s) for r in peer], [sum(r.question_s) for r in runs[n]]).format(2)
-            for n in names[:2]
-        ],
+        [figure]
+        + [Spread.of(samples[name][index]).format(2) for name in names]
+        + [paired_ratios(peer[index], samples[name][index]).format(2) if index else "" for name in names[:2]]
+        for index, figure in enumerate(FIGURES)
     ]
     table = Table(
         f"{len(ROUNDS)} questions in a row, each a call request and an answer request, same system text and "
@@ -142,13 +141,12 @@ def _section(runs: dict[str, list[RunTiming]], repeats: int) -> Section:
         ["figure", *names, "peer ÷ fncall", "peer ÷ fncall, snapshots off"],
         rows,
     )
-    later = {name: [r.later_median_s for r in runs[name]] for name in names}
-    peer_ratio = paired_ratios(later["llama_cpp.server"], later["fncall"])
+    later = {name: Spread.of(samples[name][1]).median for name in names}
     findings = [
-        f"After the first question, fncall answers a question in {Spread.of(later['fncall']).median:.2f} s "
-        f"(median), against {Spread.of(later['fncall, snapshots off']).median:.2f} s with its prefix "
-        f"snapshots off and {Spread.of(later['llama_cpp.server']).median:.2f} s for llama_cpp.server: the "
-        f"peer takes {peer_ratio.format(2)}x fncall's time.",
+        f"After the first question, fncall answers a question in {later['fncall']:.2f} s (median), against "
+        f"{later['fncall, snapshots off']:.2f} s with its prefix snapshots off and "
+        f"{later['llama_cpp.server']:.2f} s for llama_cpp.server: the peer takes "
+        f"{paired_ratios(peer[1], samples['fncall'][1]).format(2)}x fncall's time.",
     ]
     method = (
         f"Model: the embedded Qwen2.5-Coder-0.5B-Instruct Q4_K_M, {THREADS} thread(s) on every side "
@@ -167,13 +165,7 @@ def _section(runs: dict[str, list[RunTiming]], repeats: int) -> Section:
         "bench_repeated_tools.png",
         title="Questions in a row over the same tools (s per question)",
         groups=["first question", "each later question (median)"],
-        series={
-            name: [
-                Spread.of([r.question_s[0] for r in runs[name]]),
-                Spread.of([r.later_median_s for r in runs[name]]),
-            ]
-            for name in names
-        },
+        series={name: [Spread.of(samples[name][0]), Spread.of(samples[name][1])] for name in names},
         unit="seconds",
     )
     return Section(NAME, TITLE, method, [table], [chart], findings)

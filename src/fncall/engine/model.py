@@ -282,10 +282,10 @@ class LocalModel:
         """Evaluate only the part of the prompt the KV cache does not already hold, starting from a
         snapshot of an earlier sequence when that holds more of it."""
         llama = self._llama
-        cached = llama.input_ids[: llama.n_tokens]
+        cached = llama.input_ids[: llama.n_tokens].tolist()
         reuse = common_prefix_length(cached, job.prompt)
         if self._prefix_cache is not None:
-            reuse = self._reuse_snapshot(job, cached.tolist(), reuse)
+            reuse = self._reuse_snapshot(job, cached, reuse)
         if reuse == len(job.prompt):
             reuse -= 1  # the last prompt token must be evaluated again to get fresh logits
         if reuse < llama.n_tokens:
